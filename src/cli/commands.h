@@ -1,0 +1,5 @@
+#pragma once
+
+namespace slm::cli {
+int run(int argc, char** argv);
+}

@@ -1,0 +1,85 @@
+// A loaded model: config, tokenizer and weights viewed in the memory-mapped GGUF file (weights
+// are never copied or dequantized as a whole), plus the forward pass.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/matmul.h"
+#include "core/thread_pool.h"
+#include "io/gguf.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm {
+
+// Vectors (norm weights, biases) are always F32 in the files we load; converted at load if not.
+struct LayerWeights {
+  std::vector<float> attn_norm;           // [dim]
+  WeightView wq, wk, wv, wo;              // [n_heads*head_dim, dim], [n_kv*head_dim, dim] x2, [dim, n_heads*head_dim]
+  std::vector<float> bq, bk, bv;          // qkv biases (qwen2) or empty
+  std::vector<float> ffn_norm;            // [dim]
+  WeightView w_gate, w_up, w_down;        // [ffn, dim], [ffn, dim], [dim, ffn]
+};
+
+struct ModelWeights {
+  WeightView token_embd;                  // [n_vocab, dim]
+  std::vector<LayerWeights> layers;
+  std::vector<float> output_norm;         // [dim]
+  WeightView output;                      // [n_vocab, dim]; == token_embd when tied
+};
+
+class Model {
+ public:
+  // Opens, validates (every tensor present with the expected shape and a supported type) and maps
+  // a model. Throws slm::Error naming the file and the tensor or key at fault.
+  static std::unique_ptr<Model> load(const std::string& path);
+
+  const ModelConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const GgufFile& gguf() const { return *gguf_; }
+  const ModelWeights& weights() const { return weights_; }
+  int64_t parameter_count() const;
+
+ private:
+  Model() = default;
+  std::unique_ptr<GgufFile> gguf_;
+  ModelConfig config_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ModelWeights weights_;
+  std::vector<std::vector<float>> owned_;  // converted vectors
+};
+
+// Scratch buffers for the forward pass, sized for a maximum batch; reused across calls.
+struct ForwardScratch;
+
+// Runs the transformer. One instance per concurrent sequence user (it owns scratch buffers);
+// the Model is shared read-only.
+class Transformer {
+ public:
+  Transformer(const Model& model, ThreadPool& pool);
+  ~Transformer();
+
+  // Feeds tokens[0..n) at positions kv.size() .. kv.size()+n-1, appends their keys/values to kv.
+  // logits: if all_logits, [n, n_vocab]; else [1, n_vocab] for the last position only.
+  // Prefill runs in matrix-matrix products over chunks of positions. Throws slm::Error if a token
+  // id is out of range or the cache would overflow.
+  void forward(const int32_t* tokens, int64_t n, KvCache& kv, float* logits, bool all_logits = false);
+  std::vector<float> forward(const std::vector<int32_t>& tokens, KvCache& kv, bool all_logits = false);
+
+  // Final hidden state (after output norm) of the last position of the last forward call: [dim].
+  const std::vector<float>& last_hidden() const;
+
+  const Model& model() const { return model_; }
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  const Model& model_;
+  ThreadPool& pool_;
+  std::unique_ptr<ForwardScratch> s_;
+};
+
+}  // namespace slm
