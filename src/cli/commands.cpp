@@ -1,12 +1,28 @@
 #include "cli/commands.h"
 
-#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "core/error.h"
 
 namespace slm::cli {
+
 int run(int argc, char** argv) {
-  CLI::App app{"slm: a toolkit for small language models"};
+  CLI::App app{"slm: a fast toolkit for small language models (GGUF, CPU)"};
+  app.name("slm");
   app.require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
+  app.set_version_flag("--version", "slm 0.1.0");
+  register_info(app);
+  register_tokenize(app);
+  register_generate(app);
+  register_chat(app);
+  register_bench(app);
+  register_init(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
   return 0;
 }
+
 }  // namespace slm::cli

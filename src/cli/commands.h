@@ -1,5 +1,18 @@
+// The `slm` subcommands. Each cmd_*.cpp defines one register_* function that adds its
+// subcommand (options, help text and the callback that runs it) to the CLI11 app.
 #pragma once
 
+#include <CLI/CLI.hpp>
+
 namespace slm::cli {
+
 int run(int argc, char** argv);
-}
+
+void register_info(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_init(CLI::App& app);
+
+}  // namespace slm::cli

@@ -21,6 +21,9 @@ enum class GgufType : uint32_t {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 std::string_view gguf_type_name(GgufType t);
+// Arrays may nest (an array of arrays ...) at most this deep; deeper is rejected by the reader and
+// the writer, so that a hostile file cannot exhaust the stack.
+inline constexpr int kGgufMaxArrayDepth = 8;
 
 // One metadata value. Scalars live in the matching field; arrays in `items` (arrays may nest).
 struct GgufValue {
@@ -39,6 +42,16 @@ struct GgufValue {
   double as_double(std::string_view what) const;
   // Short human rendering, arrays abbreviated: [1, 2, 3, ... (32000 items)]
   std::string to_string(size_t max_items = 8) const;
+  // Type as a message shows it: "uint32", "string", "array of string".
+  std::string type_string() const;
+
+  // Builders (the writer and tests use them). of_uint/of_int/of_float take the exact GGUF type.
+  static GgufValue of_uint(GgufType t, uint64_t v);
+  static GgufValue of_int(GgufType t, int64_t v);
+  static GgufValue of_float(GgufType t, double v);
+  static GgufValue of_bool(bool v);
+  static GgufValue of_string(std::string v);
+  static GgufValue of_array(GgufType item_type, std::vector<GgufValue> items);
 };
 
 struct GgufTensorInfo {

@@ -19,6 +19,7 @@ class KvCache {
   int64_t capacity() const { return capacity_; }
   DType type() const { return type_; }
   int64_t row_values() const { return row_; }     // n_kv_heads * head_dim
+  int64_t n_layers() const { return n_layers_; }
   // Drops positions >= n (n <= size()): for rollback in speculative decoding and reuse of a prefix.
   void truncate(int64_t n);
   void clear() { size_ = 0; }

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace slm {
@@ -27,6 +29,8 @@ struct Vocab {
   bool add_space_prefix = true;      // SPM: prepend U+2581 to the text
   std::string model;                 // "llama" or "gpt2"
   std::string pre;                   // pre-tokenizer name (gpt2 kind)
+  std::vector<std::string> merges;   // gpt2 kind: "left right" pairs, rank = index
+  std::string name;                  // general.name; llama.cpp keys a few token quirks on it
 };
 
 class Tokenizer {
@@ -36,6 +40,9 @@ class Tokenizer {
   // Builds the tokenizer that the file's metadata describes; throws slm::Error naming the file
   // and the key if the metadata is missing, inconsistent or of an unsupported kind.
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
+  // The same from an in-memory vocabulary (tests, trainers); the same checks, and errors that
+  // name the tokenizer.ggml.* key at fault.
+  static std::unique_ptr<Tokenizer> from_vocab(Vocab vocab);
 
   // Token ids for `text`. add_bos: prepend BOS (callers usually pass vocab().add_bos).
   // parse_special: text that spells a control/user-defined token (e.g. "<|im_start|>") becomes
@@ -64,8 +71,16 @@ class Tokenizer {
 
  protected:
   explicit Tokenizer(Vocab vocab);
+  // Heterogeneous lookup, so that a std::string_view finds a std::string key without a copy.
+  struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using TextMap = std::unordered_map<std::string, int32_t, TextHash, std::equal_to<>>;
+
   Vocab vocab_;
-  std::vector<int32_t> end_of_generation_;
+  std::vector<int32_t> end_of_generation_;  // sorted ids
+  TextMap token_to_id_;                     // token text -> first id with that text
 };
 
 }  // namespace slm

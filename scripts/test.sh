@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds slm and runs every test: the GoogleTest suites and PyTorch reference checks (CTest), then
+# the GGUF fuzz test again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLM_SANITIZE=ON \
+  -DSLM_BUILD_BENCH=OFF >/dev/null
+ninja -C build-asan -j "$jobs" gguf_fuzz_test
+SLM_FUZZ_SECONDS=${SLM_FUZZ_SECONDS:-30} build-asan/tests/gguf_fuzz_test
+echo "all tests passed"

@@ -1,0 +1,130 @@
+// slm generate: complete a prompt, streaming the text; --json prints one object instead so that
+// a golden check is a comparison of two JSON files; --logits-out writes the raw logits of every
+// step for reference checks against PyTorch.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "generate/generator.h"
+#include "io/atomic_file.h"
+
+namespace slm::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model, prompt, prompt_file, prompt_ids, logits_out;
+  int n_predict = 128;
+  SamplingFlags sampling;
+  RuntimeFlags rt;
+  std::vector<std::string> stop;
+  bool json = false, ignore_eos = false, special = false, no_bos = false;
+  int top_logits = 20;
+};
+
+void run_generate(const GenerateFlags& f) {
+  if (f.n_predict < 0) throw Error("-n must be >= 0, got " + std::to_string(f.n_predict));
+  if (f.top_logits < 0) throw Error("--top-logits must be >= 0");
+  for (const auto& s : f.stop)
+    if (s.empty()) throw Error("--stop strings must not be empty");
+  auto model = load_model(f.model);
+  const Tokenizer& tok = model->tokenizer();
+  std::vector<int32_t> prompt;
+  if (!f.prompt_ids.empty()) {
+    prompt = parse_token_ids(f.prompt_ids, model->config().n_vocab);
+  } else {
+    const std::string text = f.prompt_file.empty() ? f.prompt : read_file(f.prompt_file);
+    prompt = tok.encode(text, tok.vocab().add_bos && !f.no_bos, f.special);
+  }
+  if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -f FILE or --prompt-ids)");
+
+  ThreadPool pool(f.rt.resolved_threads());
+  Transformer tr(*model, pool);
+  // Default context: what this run needs (prompt + n), within the model's training context.
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + f.n_predict;
+  const int64_t model_ctx = model->config().ctx_len > 0 ? model->config().ctx_len : needed;
+  const int64_t ctx = f.rt.ctx > 0 ? f.rt.ctx : std::min(needed, model_ctx);
+  if (f.rt.ctx < 0) throw Error("--ctx must be positive");
+  if (static_cast<int64_t>(prompt.size()) > ctx)
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens, more than the context of " +
+                std::to_string(ctx) + " tokens (--ctx)");
+  KvCache kv(model->config(), ctx, f.rt.kv_dtype());
+
+  GenerateOptions opt;
+  opt.max_tokens = f.n_predict;
+  opt.sampler = f.sampling.to_params();
+  opt.stop = f.stop;
+  opt.stop_at_eog = !f.ignore_eos;
+  opt.top_logits = f.top_logits;
+
+  std::vector<float> logit_rows;
+  LogitsCallback on_logits;
+  if (!f.logits_out.empty())
+    on_logits = [&](std::span<const float> row) { logit_rows.insert(logit_rows.end(), row.begin(), row.end()); };
+  TextCallback on_text;
+  if (!f.json)
+    on_text = [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    };
+
+  const GenerateResult r = generate(tr, kv, prompt, opt, on_text, on_logits);
+
+  if (!f.logits_out.empty())
+    write_file_atomic(f.logits_out, std::string_view(reinterpret_cast<const char*>(logit_rows.data()),
+                                                     logit_rows.size() * sizeof(float)));
+  const double pp_s = r.prompt_eval_us / 1e6, tg_s = r.gen_eval_us / 1e6;
+  if (f.json) {
+    nlohmann::json top = nlohmann::json::array();
+    for (const auto& [id, v] : r.last_prompt_top) top.push_back({id, v});
+    nlohmann::json j = {
+        {"prompt_tokens", prompt},
+        {"tokens", r.tokens},
+        {"text", valid_utf8(r.text)},
+        {"stop_reason", r.stop_reason},
+        {"last_prompt_top", top},
+        {"timings", {{"prompt_s", pp_s}, {"generate_s", tg_s}}},
+    };
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("\n");
+  {
+    const size_t gen = r.tokens.size();
+    std::fprintf(stderr, "[prompt %zu tokens, %.1f tok/s; generated %zu tokens, %.1f tok/s; stop: %s]\n",
+                 prompt.size(), pp_s > 0 ? prompt.size() / pp_s : 0.0, gen,
+                 tg_s > 0 && gen > 1 ? (gen - 1) / tg_s : 0.0, r.stop_reason.c_str());
+  }
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto f = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "Complete a prompt, streaming the text to stdout");
+  cmd->add_option("-m,--model", f->model, "GGUF model")->required();
+  auto* p = cmd->add_option("-p,--prompt", f->prompt, "prompt text");
+  auto* pf = cmd->add_option("-f,--file", f->prompt_file, "read the prompt from a file");
+  auto* pi = cmd->add_option("--prompt-ids", f->prompt_ids, "prompt as token ids (\"1 15 27\"), no tokenization");
+  p->excludes(pf)->excludes(pi);
+  pf->excludes(pi);
+  cmd->add_option("-n,--n-predict", f->n_predict, "tokens to generate at most")->capture_default_str();
+  cmd->add_option("--stop", f->stop, "stop when this text appears (repeatable); it is not printed");
+  cmd->add_flag("--ignore-eos", f->ignore_eos, "do not stop at end-of-generation tokens");
+  cmd->add_flag("--special", f->special, "parse special-token text in the prompt (<|im_start|> ...)");
+  cmd->add_flag("--no-bos", f->no_bos, "do not add BOS even if the model asks for it");
+  add_sampling_flags(cmd, f->sampling);
+  add_runtime_flags(cmd, f->rt);
+  cmd->add_flag("--json", f->json, "print one JSON object {prompt_tokens, tokens, text, last_prompt_top, ...}");
+  cmd->add_option("--top-logits", f->top_logits, "entries in last_prompt_top (--json)")->capture_default_str();
+  cmd->add_option("--logits-out", f->logits_out,
+                  "write the raw logits of every step (float32, n_vocab per generated token) to this file");
+  cmd->callback([f] { run_generate(*f); });
+}
+
+}  // namespace slm::cli

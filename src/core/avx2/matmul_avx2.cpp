@@ -1,0 +1,506 @@
+// AVX2/FMA/F16C row kernels (compiled with -mavx2 -mfma -mf16c; called only when use_avx2()).
+// Float weights: a register-blocked dot-product micro-kernel, NR weight rows x NX activation rows
+// per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers;
+// 4 x 1 for decode). Quantized weights: each weight block is unpacked once into bytes and
+// multiplied with up to 4 activation rows by _mm256_maddubs_epi16 (unsigned weight levels x signed
+// 8-bit activations) and _mm256_madd_epi16; offsets (-8, -16, -32) and mins are applied through
+// the activation block sums, so the inner loops never subtract.
+// Loop order for prefill: weight rows in tiles of about 64 KiB (stay in L2) x activation rows in
+// groups of 4 (stay in L1) x rows of the tile, so each weight byte is read from memory once per call.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "core/fp16.h"
+#include "core/matmul_kernels.h"
+#include "core/quant.h"
+
+namespace slm {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float half(uint16_t h) { return _cvtsh_ss(h); }
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantization (bit-identical to quantize_act_scalar: same d, 1/d, x * (1/d), and
+// round-half-even conversion).
+
+// 32 floats times id, rounded, packed to 32 int8 in order; also returns the 4 int32 vectors.
+inline __m256i round_pack32(const float* x, __m256 id, __m256i v[4]) {
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id));
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+inline float absmax(const float* x, int n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float weights.
+
+struct LoadF32 {
+  using T = float;
+  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  static float load1(const float* p) { return *p; }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static float load1(const uint16_t* p) { return half(*p); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static float load1(const uint16_t* p) { return bf16_to_fp32(*p); }
+};
+
+// y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
+template <class L, int NR, int NX>
+void float_block(const typename L::T* const* w, const float* const* x, int64_t cols, float* y, int64_t ldy) {
+  __m256 acc[NX][NR];
+  for (int i = 0; i < NX; ++i)
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_ps();
+  int64_t c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    __m256 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = L::load8(w[r] + c);
+    for (int i = 0; i < NX; ++i) {
+      const __m256 xv = _mm256_loadu_ps(x[i] + c);
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
+    }
+  }
+  for (int i = 0; i < NX; ++i) {
+    for (int r = 0; r < NR; ++r) {
+      float s = hsum(acc[i][r]);
+      for (int64_t k = c; k < cols; ++k) s += L::load1(w[r] + k) * x[i][k];
+      y[i * ldy + r] = s;
+    }
+  }
+}
+
+template <class L>
+using FloatBlockFn = void (*)(const typename L::T* const*, const float* const*, int64_t, float*, int64_t);
+
+template <class L, int NR>
+FloatBlockFn<L> float_block_nx(int nx) {
+  switch (nx) {
+    case 1: return float_block<L, NR, 1>;
+    case 2: return float_block<L, NR, 2>;
+    case 3: return float_block<L, NR, 3>;
+    default: return float_block<L, NR, 4>;
+  }
+}
+
+template <class L>
+FloatBlockFn<L> float_block_fn(int nr, int nx) {
+  switch (nr) {
+    case 1: return float_block_nx<L, 1>(nx);
+    case 2: return float_block_nx<L, 2>(nx);
+    case 3: return float_block_nx<L, 3>(nx);
+    default: return float_block_nx<L, 4>(nx);
+  }
+}
+
+template <class L>
+void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
+  using T = typename L::T;
+  const int64_t cols = t.w.cols, rows = t.w.rows, m = t.m;
+  const T* base = static_cast<const T*>(t.w.data);
+  const float* x = static_cast<const float*>(t.x);
+  const int max_nr = m == 1 ? 4 : 3;  // decode: 4 independent chains per activation load
+  const size_t row_bytes = static_cast<size_t>(cols) * sizeof(T);
+  const int64_t tile = std::max<int64_t>(max_nr, static_cast<int64_t>((64 << 10) / std::max<size_t>(row_bytes, 1)));
+  for (int64_t rt = r0; rt < r1; rt += tile) {
+    const int64_t re = std::min(r1, rt + tile);
+    for (int64_t i = 0; i < m; i += 4) {
+      const int nx = static_cast<int>(std::min<int64_t>(4, m - i));
+      const float* xr[4];
+      for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * cols;
+      for (int64_t r = rt; r < re; r += max_nr) {
+        const int nr = static_cast<int>(std::min<int64_t>(max_nr, re - r));
+        const T* wr[4];
+        for (int k = 0; k < nr; ++k) wr[k] = base + (r + k) * cols;
+        float_block_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy quants x ActQ8. Each kernel: dot<NX>(weight row, NX activation rows, blocks, out[NX]).
+
+inline __m256i nibbles32(const uint8_t* qs) {  // bytes 0..15 = low nibbles, 16..31 = high nibbles
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+}
+
+// Byte j = 0x10 where bit j of qh is set (the fifth bit of value j of a Q5 block).
+inline __m256i high_bits32(const uint8_t* qh4) {
+  uint32_t bits;
+  std::memcpy(&bits, qh4, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i mask = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask), _mm256_set1_epi8(0x10));
+}
+
+inline __m256i dot_u8_i8(__m256i u, const int8_t* s) {  // 8 int32 lanes summing u * s
+  const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// Levels of one legacy block as unsigned bytes plus its float scale / min.
+struct Q4_0K {
+  using B = BlockQ4_0;
+  static constexpr int kOffsetTimes8 = 1;  // offset 8 = 8 lanes x sum
+  static constexpr bool kMin = false;
+  static __m256i levels(const B& b) { return nibbles32(b.qs); }
+  static float min(const B&) { return 0; }
+};
+struct Q4_1K {
+  using B = BlockQ4_1;
+  static constexpr int kOffsetTimes8 = 0;
+  static constexpr bool kMin = true;
+  static __m256i levels(const B& b) { return nibbles32(b.qs); }
+  static float min(const B& b) { return half(b.m); }
+};
+struct Q5_0K {
+  using B = BlockQ5_0;
+  static constexpr int kOffsetTimes8 = 2;  // offset 16
+  static constexpr bool kMin = false;
+  static __m256i levels(const B& b) { return _mm256_or_si256(nibbles32(b.qs), high_bits32(b.qh)); }
+  static float min(const B&) { return 0; }
+};
+struct Q5_1K {
+  using B = BlockQ5_1;
+  static constexpr int kOffsetTimes8 = 0;
+  static constexpr bool kMin = true;
+  static __m256i levels(const B& b) { return _mm256_or_si256(nibbles32(b.qs), high_bits32(b.qh)); }
+  static float min(const B& b) { return half(b.m); }
+};
+
+// One block against NX activation rows into accumulators acc (float) and mins (scalar).
+template <class K, int NX>
+inline void legacy_step(const typename K::B& b, const ActQ8* const* x, int64_t j, __m256* acc, float* mins) {
+  const __m256i q = K::levels(b);
+  const float d = half(b.d);
+  const float m = K::kMin ? K::min(b) : 0.0f;
+  for (int i = 0; i < NX; ++i) {
+    const ActQ8& a = x[i][j];
+    __m256i p = dot_u8_i8(q, a.qs);
+    // sum over 8 lanes of (p - k * sum) = dot - 8k * sum: the offset applied in integers.
+    if constexpr (K::kOffsetTimes8 != 0) p = _mm256_sub_epi32(p, _mm256_set1_epi32(K::kOffsetTimes8 * a.sum));
+    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(p), acc[i]);
+    if (K::kMin) mins[i] += m * a.s;
+  }
+}
+
+template <class K, int NX>
+void dot_legacy(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
+  const typename K::B* w = static_cast<const typename K::B*>(wrow);
+  const ActQ8* x[NX];
+  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8*>(xrows[i]);
+  __m256 acc[NX], acc2[NX];
+  float mins[NX], mins2[NX];
+  for (int i = 0; i < NX; ++i) {
+    acc[i] = acc2[i] = _mm256_setzero_ps();
+    mins[i] = mins2[i] = 0;
+  }
+  int64_t j = 0;
+  if (NX == 1) {  // two independent chains hide the FMA latency in decode
+    for (; j + 2 <= nb; j += 2) {
+      legacy_step<K, NX>(w[j], x, j, acc, mins);
+      legacy_step<K, NX>(w[j + 1], x, j + 1, acc2, mins2);
+    }
+  }
+  for (; j < nb; ++j) legacy_step<K, NX>(w[j], x, j, acc, mins);
+  for (int i = 0; i < NX; ++i) out[i] = hsum(_mm256_add_ps(acc[i], acc2[i])) + (mins[i] + mins2[i]);
+}
+
+template <int NX>
+inline void q8_0_step(const BlockQ8_0& b, const ActQ8* const* x, int64_t j, __m256* acc) {
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+  const __m256i aq = _mm256_abs_epi8(q);
+  const float d = half(b.d);
+  for (int i = 0; i < NX; ++i) {
+    const ActQ8& a = x[i][j];
+    // |q| * (x * sign(q)) = q * x, so maddubs (unsigned x signed) applies to signed weights.
+    const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)), q);
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xs), _mm256_set1_epi16(1));
+    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(p), acc[i]);
+  }
+}
+
+template <int NX>
+void dot_q8_0(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(wrow);
+  const ActQ8* x[NX];
+  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8*>(xrows[i]);
+  __m256 acc[NX], acc2[NX];
+  for (int i = 0; i < NX; ++i) acc[i] = acc2[i] = _mm256_setzero_ps();
+  int64_t j = 0;
+  if (NX == 1) {
+    for (; j + 2 <= nb; j += 2) {
+      q8_0_step<NX>(w[j], x, j, acc);
+      q8_0_step<NX>(w[j + 1], x, j + 1, acc2);
+    }
+  }
+  for (; j < nb; ++j) q8_0_step<NX>(w[j], x, j, acc);
+  for (int i = 0; i < NX; ++i) out[i] = hsum(_mm256_add_ps(acc[i], acc2[i]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants x ActQ8K.
+
+// 8 six-bit scales then 8 six-bit mins of a Q4_K/Q5_K super-block, as 16 bytes. Packing: bytes
+// 0-3 hold scales 0-3 (low 6 bits) and the top 2 bits of scales 4-7; bytes 4-7 mins 0-3 and the top
+// bits of mins 4-7; bytes 8-11 the low nibbles of scales 4-7 (low) and mins 4-7 (high).
+inline __m128i unpack_k4_scales(const uint8_t* s) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, s, 4);
+  std::memcpy(&w1, s + 4, 4);
+  std::memcpy(&w2, s + 8, 4);
+  const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+  const uint32_t sc03 = w0 & low6, mn03 = w1 & low6;
+  const uint32_t sc47 = (w2 & low4) | (((w0 >> 6) & low2) << 4);
+  const uint32_t mn47 = ((w2 >> 4) & low4) | (((w1 >> 6) & low2) << 4);
+  return _mm_setr_epi32(static_cast<int>(sc03), static_cast<int>(sc47), static_cast<int>(mn03),
+                        static_cast<int>(mn47));
+}
+
+// Shuffle masks that broadcast int16 lane j of a 128-bit half to all 8 lanes.
+inline __m256i broadcast_i16(__m256i v, int j) {
+  const int lo = 2 * j, hi = 2 * j + 1;
+  const int pair = lo | (hi << 8);
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<short>(pair)));
+}
+
+template <bool Q5, int NX>
+void dot_q45_k(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
+  using B = std::conditional_t<Q5, BlockQ5_K, BlockQ4_K>;
+  const B* w = static_cast<const B*>(wrow);
+  const ActQ8K* x[NX];
+  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8K*>(xrows[i]);
+  __m256 acc[NX];
+  float mins[NX];
+  for (int i = 0; i < NX; ++i) {
+    acc[i] = _mm256_setzero_ps();
+    mins[i] = 0;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  for (int64_t j = 0; j < nb; ++j) {
+    const B& b = w[j];
+    const float d = half(b.d), dmin = half(b.dmin);
+    const __m128i sm = unpack_k4_scales(b.scales);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // scales as int16, both halves
+    const __m128i mn16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));             // mins as int16
+    __m256i isum[NX];
+    for (int i = 0; i < NX; ++i) isum[i] = _mm256_setzero_si256();
+    __m256i qh;
+    if constexpr (Q5) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+    for (int k = 0; k < 4; ++k) {
+      const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * k));
+      __m256i lo = _mm256_and_si256(qv, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
+      if constexpr (Q5) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
+        qh = _mm256_srli_epi16(qh, 2);
+      }
+      const __m256i s_lo = broadcast_i16(sc16, 2 * k), s_hi = broadcast_i16(sc16, 2 * k + 1);
+      for (int i = 0; i < NX; ++i) {
+        const int8_t* xq = x[i][j].qs + 64 * k;
+        const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+        const __m256i p_hi =
+            _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
+        isum[i] = _mm256_add_epi32(isum[i], _mm256_add_epi32(_mm256_madd_epi16(p_lo, s_lo), _mm256_madd_epi16(p_hi, s_hi)));
+      }
+    }
+    for (int i = 0; i < NX; ++i) {
+      const ActQ8K& a = x[i][j];
+      const __m128i bs_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums));
+      const __m128i bs_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8));
+      const __m128i pair_sums = _mm_hadd_epi16(bs_lo, bs_hi);  // sum of x over each sub-block of 32
+      __m128i ms = _mm_madd_epi16(pair_sums, mn16);
+      ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, _MM_SHUFFLE(1, 0, 3, 2)));
+      ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, _MM_SHUFFLE(2, 3, 0, 1)));
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
+      mins[i] += dmin * a.d * static_cast<float>(_mm_cvtsi128_si32(ms));
+    }
+  }
+  for (int i = 0; i < NX; ++i) out[i] = hsum(acc[i]) - mins[i];
+}
+
+template <int NX>
+void dot_q6_k(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wrow);
+  const ActQ8K* x[NX];
+  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8K*>(xrows[i]);
+  __m256 acc[NX];
+  for (int i = 0; i < NX; ++i) acc[i] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  for (int64_t j = 0; j < nb; ++j) {
+    const BlockQ6_K& b = w[j];
+    const float d = half(b.d);
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m256i sc_all = _mm256_cvtepi8_epi16(sc8);  // 16 scales as int16
+    __m256i isum[NX];
+    for (int i = 0; i < NX; ++i) {
+      // The -32 offset: 32 * sum over sub-blocks of scale * (sum of x), taken off in integers.
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i][j].bsums));
+      isum[i] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bs), 5));
+    }
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = b.ql + 64 * h;
+      const __m256i qla = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i qlb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i qhv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(qla, m4), _mm256_slli_epi16(_mm256_and_si256(qhv, m3), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 2), m3), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 4), m3), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 6), m3), 4));
+      // Scales of this half in both 128-bit lanes; run c uses scale 2c (values 0-15 of the run,
+      // low lane of the maddubs result) and 2c + 1 (values 16-31, high lane).
+      const __m256i sc_h = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8)));
+      for (int c = 0; c < 4; ++c) {
+        const __m256i s_lo = broadcast_i16(sc_h, 2 * c), s_hi = broadcast_i16(sc_h, 2 * c + 1);
+        const __m256i s = _mm256_blend_epi32(s_lo, s_hi, 0xF0);
+        for (int i = 0; i < NX; ++i) {
+          const int8_t* xq = x[i][j].qs + 128 * h + 32 * c;
+          const __m256i p = _mm256_maddubs_epi16(q[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+          isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, s));
+        }
+      }
+    }
+    for (int i = 0; i < NX; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][j].d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
+  }
+  for (int i = 0; i < NX; ++i) out[i] = hsum(acc[i]);
+}
+
+using QuantDotFn = void (*)(const void*, const void* const*, int64_t, float*);
+
+template <template <int> class Dot>
+QuantDotFn pick(int nx) {
+  switch (nx) {
+    case 1: return Dot<1>::fn;
+    case 2: return Dot<2>::fn;
+    case 3: return Dot<3>::fn;
+    default: return Dot<4>::fn;
+  }
+}
+template <class K> struct LegacyDot { template <int NX> struct At { static constexpr QuantDotFn fn = dot_legacy<K, NX>; }; };
+template <int NX> struct Q8_0Dot { static constexpr QuantDotFn fn = dot_q8_0<NX>; };
+template <int NX> struct Q4KDot { static constexpr QuantDotFn fn = dot_q45_k<false, NX>; };
+template <int NX> struct Q5KDot { static constexpr QuantDotFn fn = dot_q45_k<true, NX>; };
+template <int NX> struct Q6KDot { static constexpr QuantDotFn fn = dot_q6_k<NX>; };
+
+QuantDotFn quant_dot(DType t, int nx) {
+  switch (t) {
+    case DType::Q4_0: return pick<LegacyDot<Q4_0K>::At>(nx);
+    case DType::Q4_1: return pick<LegacyDot<Q4_1K>::At>(nx);
+    case DType::Q5_0: return pick<LegacyDot<Q5_0K>::At>(nx);
+    case DType::Q5_1: return pick<LegacyDot<Q5_1K>::At>(nx);
+    case DType::Q8_0: return pick<Q8_0Dot>(nx);
+    case DType::Q4_K: return pick<Q4KDot>(nx);
+    case DType::Q5_K: return pick<Q5KDot>(nx);
+    case DType::Q6_K: return pick<Q6KDot>(nx);
+    default: return nullptr;
+  }
+}
+
+void rows_quant(const MatmulTask& t, int64_t r0, int64_t r1) {
+  const int64_t nb = t.w.cols / dtype_info(t.w.type).block_size;
+  const size_t stride = t.w.row_stride();
+  const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
+  const unsigned char* x = static_cast<const unsigned char*>(t.x);
+  const int64_t rows = t.w.rows, m = t.m;
+  QuantDotFn fns[5] = {nullptr};
+  for (int k = 1; k <= 4; ++k) fns[k] = quant_dot(t.w.type, k);
+  const int64_t tile = std::max<int64_t>(1, static_cast<int64_t>((64 << 10) / std::max<size_t>(stride, 1)));
+  for (int64_t rt = r0; rt < r1; rt += tile) {
+    const int64_t re = std::min(r1, rt + tile);
+    for (int64_t i = 0; i < m; i += 4) {
+      const int nx = static_cast<int>(std::min<int64_t>(4, m - i));
+      const void* xr[4];
+      for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * t.x_stride;
+      const QuantDotFn fn = fns[nx];
+      float out[4];
+      for (int64_t r = rt; r < re; ++r) {
+        fn(base + static_cast<size_t>(r) * stride, xr, nb, out);
+        for (int k = 0; k < nx; ++k) t.y[(i + k) * rows + r] = out[k];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_act_avx2(ActKind k, const float* x, int64_t n, void* dst) {
+  const int bs = k == ActKind::Q8 ? 32 : 256;
+  __m256i v[4];
+  for (int64_t b = 0; b < n / bs; ++b) {
+    const float* xb = x + b * bs;
+    const float d = absmax(xb, bs) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 idv = _mm256_set1_ps(id);
+    if (k == ActKind::Q8) {
+      ActQ8& a = static_cast<ActQ8*>(dst)[b];
+      a.d = d;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.qs), round_pack32(xb, idv, v));
+      a.sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3])));
+      a.s = d * static_cast<float>(a.sum);
+    } else {
+      ActQ8K& a = static_cast<ActQ8K*>(dst)[b];
+      a.d = d;
+      for (int c = 0; c < 8; ++c) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.qs + 32 * c), round_pack32(xb + 32 * c, idv, v));
+        a.bsums[2 * c] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(v[0], v[1])));
+        a.bsums[2 * c + 1] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(v[2], v[3])));
+      }
+    }
+  }
+}
+
+void matmul_rows_avx2(const MatmulTask& t, int64_t r0, int64_t r1) {
+  switch (t.w.type) {
+    case DType::F32: return rows_float<LoadF32>(t, r0, r1);
+    case DType::F16: return rows_float<LoadF16>(t, r0, r1);
+    case DType::BF16: return rows_float<LoadBF16>(t, r0, r1);
+    default: return rows_quant(t, r0, r1);
+  }
+}
+
+}  // namespace slm

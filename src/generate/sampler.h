@@ -1,0 +1,82 @@
+// Picks the next token from a row of logits. One Sampler per sequence: it owns its RNG, so the
+// same params (seed included) and the same inputs give the same tokens on every platform
+// (std::mt19937_64 is fully specified, and the uniform draw is made from its bits by hand rather
+// than by std::uniform_real_distribution, whose algorithm differs between standard libraries).
+//
+// Order of the steps in Sampler::sample (each step sees the output of the previous one):
+//   1. repetition penalty (llama.cpp style) on each distinct token among the last repeat_last_n
+//      tokens of history: logit > 0 is divided by repeat_penalty, logit <= 0 multiplied by it;
+//   2. frequency/presence penalties (OpenAI style) over the same window:
+//      logit -= count * frequency_penalty + (count > 0) * presence_penalty;
+//   3. temperature <= 0: greedy, the arg max (lowest id on ties); the remaining steps are skipped;
+//   4. top-k: keep the k largest logits (top_k == 0: off);
+//   5. top-p: softmax over the kept set, keep the shortest prefix in descending order whose
+//      probability mass reaches top_p (the token that crosses top_p is kept; top_p == 1: off);
+//   6. min-p: keep tokens with logit >= max_logit + log(min_p), i.e. probability >= min_p times
+//      the largest probability (min_p == 0: off);
+//   7. temperature: divide the kept logits by temperature, softmax, draw one token.
+// At least one token (the arg max) always survives steps 4-6.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace slm {
+
+struct SamplerParams {
+  float temperature = 0.8f;     // <= 0: greedy
+  int top_k = 40;               // >= 0; 0: off
+  float top_p = 0.95f;          // (0, 1]; 1: off
+  float min_p = 0.05f;          // [0, 1]; 0: off
+  float repeat_penalty = 1.0f;  // > 0; 1: off
+  int repeat_last_n = 64;       // window of history the penalties look at; 0: off, -1: all
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  uint64_t seed = 0;
+
+  // Throws slm::Error naming the field and the expected range.
+  void validate() const;
+};
+
+class Sampler {
+ public:
+  // Validates params (throws slm::Error) and seeds the RNG from params.seed.
+  explicit Sampler(const SamplerParams& params);
+
+  // logits: [n_vocab], one row of raw model output; modified in place (penalties applied, other
+  // entries scrambled: do not read them afterwards). history: the tokens of the sequence so far
+  // (prompt and generated), oldest first; ids outside [0, n_vocab) throw slm::Error.
+  // Returns a token id in [0, n_vocab).
+  int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+
+  const SamplerParams& params() const { return params_; }
+
+ private:
+  void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+  // Uniform double in [0, 1) from 53 bits of the RNG.
+  double uniform();
+
+  SamplerParams params_;
+  std::mt19937_64 rng_;
+  std::vector<int32_t> counts_;             // [n_vocab] scratch, all zero between calls
+  std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit, id) candidates
+};
+
+// Steps 1-2 of Sampler::sample alone (penalties), for callers that need the penalised logits.
+void apply_penalties(std::span<float> logits, std::span<const int32_t> history,
+                     const SamplerParams& params);
+
+// Index of the largest logit (lowest id on ties); -1 for an empty span.
+int32_t argmax(std::span<const float> logits);
+
+// log(softmax(logits)), computed stably (max subtracted, sum in double). [n] -> [n].
+std::vector<float> log_softmax(std::span<const float> logits);
+
+// The k largest entries as (id, value), sorted by value descending (lower id first on ties);
+// fewer if k > size. O(n log k): no sort of the whole vocabulary.
+std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits, int k);
+
+}  // namespace slm

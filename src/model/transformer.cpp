@@ -1,0 +1,219 @@
+// Transformer::forward: the LLaMA-family block (pre-norm attention with RoPE and GQA, SwiGLU FFN)
+// composed from the core/ops.h kernels and core/matmul.h products.
+//
+// A call is split into chunks of at most kChunk positions; each chunk goes through every weight
+// matrix in one matmul (m = chunk length), so prefill runs matrix-matrix products and decode
+// (n = 1) is the same code. Scratch buffers grow to the largest chunk seen and are then reused:
+// a decode step allocates nothing.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "model/model.h"
+
+namespace slm {
+namespace {
+
+// Positions per chunk: bounds scratch to kChunk * (4 * dim + 2 * ffn + ...) floats while keeping
+// the matrix products large enough to reuse each weight row across many positions.
+constexpr int64_t kChunk = 512;
+
+// Attention work (multiply-adds) below which one thread does all heads: a parallel region costs
+// a few microseconds of synchronisation, more than a small model's decode attention takes.
+constexpr int64_t kSerialAttentionWork = 32 * 1024;
+
+}  // namespace
+
+struct ForwardScratch {
+  int64_t cap_n = 0;             // positions the per-position buffers hold
+  std::vector<float> x;          // [cap_n, dim] residual stream
+  std::vector<float> xn;         // [cap_n, dim] normalised block input
+  std::vector<float> q;          // [cap_n, n_heads * head_dim]
+  std::vector<float> k, v;       // [cap_n, n_kv_heads * head_dim]
+  std::vector<float> att;        // [cap_n, n_heads * head_dim] attention output
+  std::vector<float> tmp;        // [cap_n, dim] block output before the residual add
+  std::vector<float> gate, up;   // [cap_n, ffn_dim]
+  std::vector<float> cos_sin;    // [cap_n, head_dim] RoPE angles of each position
+  std::vector<float> inv_freq;   // [head_dim / 2]
+  std::vector<float> scores;     // [n_threads, score_cap] softmax rows, one per thread
+  int64_t score_cap = 0;
+  std::vector<float> hidden;     // [dim] final normalised hidden state of the last position
+  bool have_hidden = false;
+
+  // Everything one attention parallel region needs; the pool job captures only a pointer to it,
+  // so the std::function holding the job needs no heap allocation.
+  struct AttentionJob {
+    const float* q;       // [n, q_dim]
+    float* att;           // [n, q_dim]
+    const void* k0;       // cache key row of position 0 for this layer
+    const void* v0;
+    DType kv_type;
+    int64_t stride;       // cache row values (n_kv_heads * head_dim)
+    int64_t n, pos0, n_heads, group, head_dim, q_dim;
+    float scale;
+    int n_threads;
+    size_t elem;
+    float* scores;
+    int64_t score_cap;
+  } job{};
+
+  void reserve(const ModelConfig& c, int64_t n) {
+    if (n <= cap_n) return;
+    const auto sz = [n](int64_t w) { return static_cast<size_t>(n * w); };
+    x.resize(sz(c.dim));
+    xn.resize(sz(c.dim));
+    q.resize(sz(c.n_heads * c.head_dim));
+    k.resize(sz(c.n_kv_heads * c.head_dim));
+    v.resize(sz(c.n_kv_heads * c.head_dim));
+    att.resize(sz(c.n_heads * c.head_dim));
+    tmp.resize(sz(c.dim));
+    gate.resize(sz(c.ffn_dim));
+    up.resize(sz(c.ffn_dim));
+    cos_sin.resize(sz(c.head_dim));
+    cap_n = n;
+  }
+};
+
+namespace {
+
+// Task i of n * n_heads: position i / n_heads, head i % n_heads. Threads take tasks round-robin,
+// which spreads the causal triangle's long and short rows evenly.
+void run_attention_tasks(const ForwardScratch::AttentionJob& j, int thread) {
+  float* scores = j.scores + static_cast<size_t>(thread) * j.score_cap;
+  const int64_t tasks = j.n * j.n_heads;
+  for (int64_t t = thread; t < tasks; t += j.n_threads) {
+    const int64_t i = t / j.n_heads, h = t % j.n_heads;
+    const int64_t kv_off = (h / j.group) * j.head_dim;  // GQA: `group` query heads per kv head
+    const auto* kb = static_cast<const uint8_t*>(j.k0) + static_cast<size_t>(kv_off) * j.elem;
+    const auto* vb = static_cast<const uint8_t*>(j.v0) + static_cast<size_t>(kv_off) * j.elem;
+    attention_head(j.q + i * j.q_dim + h * j.head_dim, kb, vb, j.stride, j.kv_type, j.pos0 + i + 1,
+                   j.head_dim, j.scale, scores, j.att + i * j.q_dim + h * j.head_dim);
+  }
+}
+
+}  // namespace
+
+Transformer::Transformer(const Model& model, ThreadPool& pool)
+    : model_(model), pool_(pool), s_(std::make_unique<ForwardScratch>()) {
+  const ModelConfig& c = model.config();
+  s_->inv_freq.resize(static_cast<size_t>(c.head_dim / 2));
+  rope_inv_freq(c.head_dim, c.rope_base, s_->inv_freq.data());
+  s_->hidden.resize(static_cast<size_t>(c.dim));
+}
+
+Transformer::~Transformer() = default;
+
+const std::vector<float>& Transformer::last_hidden() const {
+  if (!s_->have_hidden) throw Error("last_hidden: no forward pass has run yet");
+  return s_->hidden;
+}
+
+std::vector<float> Transformer::forward(const std::vector<int32_t>& tokens, KvCache& kv, bool all_logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::vector<float> logits(static_cast<size_t>((all_logits ? n : 1) * model_.config().n_vocab));
+  forward(tokens.data(), n, kv, logits.data(), all_logits);
+  return logits;
+}
+
+void Transformer::forward(const int32_t* tokens, int64_t n, KvCache& kv, float* logits, bool all_logits) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  if (n < 1) throw Error("forward: no tokens to process");
+  if (kv.n_layers() != c.n_layers || kv.row_values() != c.n_kv_heads * c.head_dim)
+    throw Error("forward: the KV cache was made for a different model shape");
+  if (kv.size() + n > kv.capacity())
+    throw Error("forward: KV cache overflow: " + std::to_string(kv.size()) + " positions held + " +
+                std::to_string(n) + " new > capacity " + std::to_string(kv.capacity()));
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
+      throw Error("forward: token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                  " is out of range [0, " + std::to_string(c.n_vocab) + ")");
+
+  ForwardScratch& s = *s_;
+  s.reserve(c, std::min(n, kChunk));
+  const int threads = pool_.size();
+  if (s.score_cap < kv.capacity() || s.scores.size() < static_cast<size_t>(threads * s.score_cap)) {
+    s.score_cap = std::max(s.score_cap, kv.capacity());
+    s.scores.resize(static_cast<size_t>(threads * s.score_cap));
+  }
+
+  const int64_t dim = c.dim, hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  const bool neox = c.rope_style == RopeStyle::NeoX;
+  const size_t elem = kv.type() == DType::F32 ? 4 : 2;
+
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t m = std::min(kChunk, n - start);
+    const int64_t pos0 = kv.size();
+    const int32_t* tok = tokens + start;
+
+    for (int64_t i = 0; i < m; ++i) {
+      weight_row(w.token_embd, tok[i], s.x.data() + i * dim);
+      rope_cos_sin(pos0 + i, s.inv_freq.data(), hd, s.cos_sin.data() + i * hd);
+    }
+
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+
+      // Attention block: x += Wo · attention(rope(Wq·xn), cache ∪ rope(Wk·xn), cache ∪ Wv·xn).
+      rmsnorm(s.x.data(), L.attn_norm.data(), m, dim, c.norm_eps, s.xn.data());
+      matmul(pool_, L.wq, s.xn.data(), m, s.q.data());
+      matmul(pool_, L.wk, s.xn.data(), m, s.k.data());
+      matmul(pool_, L.wv, s.xn.data(), m, s.v.data());
+      if (!L.bq.empty()) {
+        add_bias(s.q.data(), L.bq.data(), m, q_dim);
+        add_bias(s.k.data(), L.bk.data(), m, kv_dim);
+        add_bias(s.v.data(), L.bv.data(), m, kv_dim);
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const float* cs = s.cos_sin.data() + i * hd;
+        rope(s.q.data() + i * q_dim, c.n_heads, hd, cs, neox);
+        rope(s.k.data() + i * kv_dim, c.n_kv_heads, hd, cs, neox);
+        // The chunk's own keys/values go through the cache (rounded to F16 if it is F16), so
+        // that a position attends to exactly what later positions will read back.
+        store_row(s.k.data() + i * kv_dim, kv.key(l, pos0 + i), kv.type(), kv_dim);
+        store_row(s.v.data() + i * kv_dim, kv.value(l, pos0 + i), kv.type(), kv_dim);
+      }
+
+      ForwardScratch::AttentionJob& j = s.job;
+      j = {s.q.data(), s.att.data(), kv.key(l, 0), kv.value(l, 0), kv.type(), kv_dim, m, pos0,
+           c.n_heads, c.n_heads / c.n_kv_heads, hd, q_dim, 1.0f / std::sqrt(static_cast<float>(hd)),
+           threads, elem, s.scores.data(), s.score_cap};
+      // Multiply-adds: each of m * n_heads rows reads about pos0 + m/2 cached positions twice.
+      const int64_t work = m * c.n_heads * (pos0 + (m + 1) / 2) * hd * 2;
+      if (threads == 1 || work < kSerialAttentionWork) {
+        j.n_threads = 1;
+        run_attention_tasks(j, 0);
+      } else {
+        const ForwardScratch::AttentionJob* jp = &j;
+        pool_.run([jp](int t) { run_attention_tasks(*jp, t); });
+      }
+
+      matmul(pool_, L.wo, s.att.data(), m, s.tmp.data());
+      add_inplace(s.x.data(), s.tmp.data(), m * dim);
+
+      // Feed-forward block: x += W_down · (silu(W_gate·xn) * (W_up·xn)).
+      rmsnorm(s.x.data(), L.ffn_norm.data(), m, dim, c.norm_eps, s.xn.data());
+      matmul(pool_, L.w_gate, s.xn.data(), m, s.gate.data());
+      matmul(pool_, L.w_up, s.xn.data(), m, s.up.data());
+      silu_mul(s.gate.data(), s.up.data(), m * c.ffn_dim);
+      matmul(pool_, L.w_down, s.gate.data(), m, s.tmp.data());
+      add_inplace(s.x.data(), s.tmp.data(), m * dim);
+    }
+    kv.advance(m);
+
+    const bool last_chunk = start + m == n;
+    if (all_logits) {
+      rmsnorm(s.x.data(), w.output_norm.data(), m, dim, c.norm_eps, s.xn.data());
+      matmul(pool_, w.output, s.xn.data(), m, logits + start * c.n_vocab);
+      if (last_chunk) std::copy_n(s.xn.data() + (m - 1) * dim, dim, s.hidden.data());
+    } else if (last_chunk) {
+      rmsnorm(s.x.data() + (m - 1) * dim, w.output_norm.data(), 1, dim, c.norm_eps, s.hidden.data());
+      matmul(pool_, w.output, s.hidden.data(), 1, logits);
+    }
+  }
+  s.have_hidden = true;
+}
+
+}  // namespace slm

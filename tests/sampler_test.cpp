@@ -1,0 +1,361 @@
+// Sampler: greedy, determinism by seed, penalties against hand-computed logits, and the candidate
+// sets of top-k / top-p / min-p checked by drawing many times from hand-made distributions and
+// comparing the frequencies with the hand-derived renormalised probabilities (chi-square).
+#include "generate/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+
+namespace slm {
+namespace {
+
+SamplerParams greedy_params() {
+  SamplerParams p;
+  p.temperature = 0.0f;
+  return p;
+}
+
+// Params with every filter off: a plain softmax draw at temperature t.
+SamplerParams plain(float t, uint64_t seed = 1) {
+  SamplerParams p;
+  p.temperature = t;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  p.seed = seed;
+  return p;
+}
+
+// Logits whose softmax is `probs` (up to the normaliser).
+std::vector<float> logits_of(const std::vector<double>& probs) {
+  std::vector<float> l;
+  for (double p : probs) l.push_back(static_cast<float>(std::log(p)));
+  return l;
+}
+
+// Draws n tokens (fresh copy of logits each time) and returns the counts per id.
+std::map<int32_t, int> draw(Sampler& s, const std::vector<float>& logits, int n) {
+  std::map<int32_t, int> counts;
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> row = logits;
+    ++counts[s.sample(row, {})];
+  }
+  return counts;
+}
+
+// Fails if any draw falls outside `expected` (id -> probability) or if the chi-square statistic
+// exceeds df + 6 sqrt(2 df) + 10: loose for the right distribution (the seed is fixed anyway),
+// but a wrong candidate set or wrong renormalisation gives statistics in the hundreds or more.
+void expect_distribution(const std::map<int32_t, int>& counts,
+                         const std::map<int32_t, double>& expected, int n) {
+  double total_p = 0.0;
+  for (const auto& [id, p] : expected) total_p += p;
+  ASSERT_NEAR(total_p, 1.0, 1e-9) << "test bug: expected probabilities must sum to 1";
+  for (const auto& [id, c] : counts)
+    EXPECT_TRUE(expected.count(id)) << "token " << id << " drawn " << c << " times, outside the expected set";
+  double chi2 = 0.0;
+  for (const auto& [id, p] : expected) {
+    const double e = p * n;
+    const auto it = counts.find(id);
+    const double o = it == counts.end() ? 0.0 : it->second;
+    chi2 += (o - e) * (o - e) / e;
+  }
+  const double df = static_cast<double>(expected.size()) - 1.0;
+  EXPECT_LT(chi2, df + 6.0 * std::sqrt(2.0 * std::max(df, 1.0)) + 10.0) << "chi-square over " << expected.size() << " cells";
+}
+
+// The six-token distribution most tests draw from; ids shuffled so that order != id.
+// id:    0     1     2     3     4     5
+// p:   0.10  0.40  0.04  0.25  0.06  0.15
+const std::vector<double> kProbs = {0.10, 0.40, 0.04, 0.25, 0.06, 0.15};
+
+TEST(Sampler, GreedyPicksArgmaxLowestIdOnTies) {
+  Sampler s(greedy_params());
+  std::vector<float> l = {0.5f, 3.0f, -1.0f, 2.9f};
+  EXPECT_EQ(s.sample(l, {}), 1);
+  std::vector<float> tie = {1.0f, 7.0f, 7.0f, -3.0f};
+  EXPECT_EQ(s.sample(tie, {}), 1);
+  std::vector<float> neg = {-5.0f, -2.0f, -9.0f};
+  EXPECT_EQ(s.sample(neg, {}), 1);
+}
+
+TEST(Sampler, TopK1EqualsGreedy) {
+  std::mt19937 gen(7);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<float> l(1000);
+    for (float& x : l) x = nd(gen);
+    SamplerParams p;
+    p.top_k = 1;
+    p.temperature = 1.5f;
+    p.seed = trial;
+    Sampler s(p);
+    std::vector<float> a = l, b = l;
+    EXPECT_EQ(s.sample(a, {}), Sampler(greedy_params()).sample(b, {}));
+  }
+}
+
+TEST(Sampler, SameSeedSameSequenceDifferentSeedDiffers) {
+  const std::vector<float> l = logits_of({0.2, 0.2, 0.2, 0.2, 0.2});
+  auto run = [&](uint64_t seed) {
+    Sampler s(plain(1.0f, seed));
+    std::vector<int32_t> out;
+    for (int i = 0; i < 200; ++i) {
+      std::vector<float> row = l;
+      out.push_back(s.sample(row, {}));
+    }
+    return out;
+  };
+  EXPECT_EQ(run(42), run(42));
+  EXPECT_NE(run(42), run(43));  // 200 draws over 5 equiprobable tokens: equal only by accident
+}
+
+TEST(Sampler, PenaltiesMatchHandComputedLogits) {
+  SamplerParams p;
+  p.repeat_penalty = 2.0f;
+  p.frequency_penalty = 0.5f;
+  p.presence_penalty = 0.25f;
+  p.repeat_last_n = 4;
+  const std::vector<int32_t> history = {4, 0, 1, 1, 3};  // window of 4: {0, 1, 1, 3}
+  std::vector<float> l = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f};
+  apply_penalties(l, history, p);
+  // id0: 2/2 - 1*0.5 - 0.25 = 0.25; id1: -1*2 - 2*0.5 - 0.25 = -3.25; id2: untouched;
+  // id3: 3/2 - 0.5 - 0.25 = 0.75; id4: outside the window, untouched.
+  EXPECT_FLOAT_EQ(l[0], 0.25f);
+  EXPECT_FLOAT_EQ(l[1], -3.25f);
+  EXPECT_FLOAT_EQ(l[2], 0.5f);
+  EXPECT_FLOAT_EQ(l[3], 0.75f);
+  EXPECT_FLOAT_EQ(l[4], -2.0f);
+
+  p.repeat_last_n = -1;  // whole history: id4 too (-2*2 - 0.5 - 0.25)
+  std::vector<float> all = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f};
+  apply_penalties(all, history, p);
+  EXPECT_FLOAT_EQ(all[4], -4.75f);
+
+  p.repeat_last_n = 0;  // off
+  std::vector<float> off = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f};
+  apply_penalties(off, history, p);
+  EXPECT_EQ(off, (std::vector<float>{2.0f, -1.0f, 0.5f, 3.0f, -2.0f}));
+}
+
+TEST(Sampler, PenaltiesComeBeforeGreedy) {
+  SamplerParams p = greedy_params();
+  p.repeat_penalty = 4.0f;  // 3.0 -> 0.75 < 1.0
+  Sampler s(p);
+  std::vector<float> l = {1.0f, 3.0f, 0.2f};
+  const std::vector<int32_t> history = {1};
+  EXPECT_EQ(s.sample(l, history), 0);
+}
+
+TEST(Sampler, PlainSoftmaxWithTemperature) {
+  // Temperature 0.5 squares the probabilities before renormalising.
+  const int n = 40000;
+  Sampler s(plain(0.5f, 3));
+  double z = 0.0;
+  for (double p : kProbs) z += p * p;
+  std::map<int32_t, double> expected;
+  for (size_t i = 0; i < kProbs.size(); ++i) expected[static_cast<int32_t>(i)] = kProbs[i] * kProbs[i] / z;
+  expect_distribution(draw(s, logits_of(kProbs), n), expected, n);
+}
+
+TEST(Sampler, TopPKeepsTheTokenThatCrossesP) {
+  // Descending: 0.40 (id1), 0.25 (id3), 0.15 (id5), 0.10, ... Cumulative 0.40, 0.65, 0.80:
+  // top_p = 0.7 keeps {1, 3, 5}, renormalised over 0.80.
+  SamplerParams p = plain(1.0f, 5);
+  p.top_p = 0.7f;
+  Sampler s(p);
+  const int n = 30000;
+  expect_distribution(draw(s, logits_of(kProbs), n), {{1, 0.5}, {3, 0.3125}, {5, 0.1875}}, n);
+}
+
+TEST(Sampler, TopPAfterTopKUsesTheRenormalisedTopKSet) {
+  // top_k = 4 keeps {1, 3, 5, 0} (mass 0.9); renormalised: 0.444, 0.278, 0.167, 0.111, cumulative
+  // 0.444, 0.722, 0.889: top_p = 0.85 keeps three. (Without top-k, 0.85 would keep four.)
+  SamplerParams p = plain(1.0f, 6);
+  p.top_k = 4;
+  p.top_p = 0.85f;
+  Sampler s(p);
+  const int n = 30000;
+  expect_distribution(draw(s, logits_of(kProbs), n), {{1, 0.5}, {3, 0.3125}, {5, 0.1875}}, n);
+
+  SamplerParams q = plain(1.0f, 6);
+  q.top_p = 0.85f;
+  Sampler s2(q);
+  expect_distribution(draw(s2, logits_of(kProbs), n),
+                      {{1, 0.4 / 0.9}, {3, 0.25 / 0.9}, {5, 0.15 / 0.9}, {0, 0.10 / 0.9}}, n);
+}
+
+TEST(Sampler, MinPKeepsTokensAboveAFractionOfTheMax) {
+  // min_p = 0.5: keep p >= 0.2 -> {1, 3}.
+  SamplerParams p = plain(1.0f, 8);
+  p.min_p = 0.5f;
+  Sampler s(p);
+  const int n = 20000;
+  expect_distribution(draw(s, logits_of(kProbs), n), {{1, 0.4 / 0.65}, {3, 0.25 / 0.65}}, n);
+}
+
+TEST(Sampler, TemperatureAppliesAfterTheFilters) {
+  // min_p = 0.2 keeps p >= 0.08 -> {1, 3, 5, 0}, decided on the raw distribution; then
+  // temperature 2 takes square roots of those four probabilities.
+  SamplerParams p = plain(2.0f, 9);
+  p.min_p = 0.2f;
+  Sampler s(p);
+  const std::vector<int32_t> ids = {1, 3, 5, 0};
+  double z = 0.0;
+  for (int32_t id : ids) z += std::sqrt(kProbs[id]);
+  std::map<int32_t, double> expected;
+  for (int32_t id : ids) expected[id] = std::sqrt(kProbs[id]) / z;
+  const int n = 40000;
+  expect_distribution(draw(s, logits_of(kProbs), n), expected, n);
+}
+
+TEST(Sampler, TopKAloneKeepsTheKLargest) {
+  SamplerParams p = plain(1.0f, 10);
+  p.top_k = 2;
+  Sampler s(p);
+  const int n = 20000;
+  expect_distribution(draw(s, logits_of(kProbs), n), {{1, 0.4 / 0.65}, {3, 0.25 / 0.65}}, n);
+}
+
+TEST(Sampler, LargeVocabTopPNeedingMoreThanTheFirstPartialSort) {
+  // 150000 tokens: 1000 equal at logit 0 (ids 7000..7999), the rest at -30 (negligible mass,
+  // ~1.4e-8). top_p = 0.5005 keeps 501 of the 1000 (cumulative 0.501 is the first >= 0.5005),
+  // the lowest ids on ties, more than the sampler's first partial sort of 256 holds.
+  std::vector<float> l(150000, -30.0f);
+  for (int i = 7000; i < 8000; ++i) l[i] = 0.0f;
+  SamplerParams p = plain(1.0f, 11);
+  p.top_p = 0.5005f;
+  Sampler s(p);
+  const int n = 50100;
+  std::map<int32_t, double> expected;
+  for (int i = 7000; i < 7501; ++i) expected[i] = 1.0 / 501;
+  expect_distribution(draw(s, l, n), expected, n);
+}
+
+TEST(Sampler, LargeVocabMatchesAFullSortReference) {
+  // Random logits over 150000 tokens; the candidate set after top-p and min-p is derived here
+  // by a full sort (the slow, obvious way) and every draw must fall inside it.
+  std::mt19937 gen(12);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<float> l(150000);
+  for (float& x : l) x = nd(gen);
+  const float top_p = 0.9f, min_p = 0.02f;
+  std::vector<int32_t> order(l.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  const double mx = l[order[0]];
+  double z = 0.0;
+  for (float x : l) z += std::exp(x - mx);
+  std::vector<int32_t> allowed;
+  double cum = 0.0;
+  for (int32_t id : order) {
+    if (std::exp(l[id] - mx) < min_p) break;
+    allowed.push_back(id);
+    cum += std::exp(l[id] - mx) / z;
+    if (cum >= top_p) break;
+  }
+  ASSERT_GT(allowed.size(), 1u);
+  ASSERT_LT(allowed.size(), 5000u);
+  std::vector<bool> ok(l.size(), false);
+  for (int32_t id : allowed) ok[id] = true;
+
+  for (int top_k : {0, 100000}) {  // the min-p pre-filter path and the nth_element path
+    SamplerParams p = plain(1.0f, 13);
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    Sampler s(p);
+    int top_hits = 0;
+    const int n = 3000;
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> row = l;
+      const int32_t t = s.sample(row, {});
+      ASSERT_TRUE(ok[t]) << "drew " << t << " outside the reference set (top_k " << top_k << ")";
+      top_hits += t == order[0];
+    }
+    // The top token's renormalised probability, within a loose binomial bound.
+    double kept = 0.0;
+    for (int32_t id : allowed) kept += std::exp(l[id] - mx);
+    const double p0 = 1.0 / kept;
+    EXPECT_NEAR(top_hits / static_cast<double>(n), p0, 6.0 * std::sqrt(p0 * (1 - p0) / n) + 1e-3);
+  }
+}
+
+TEST(Sampler, InvalidParamsThrow) {
+  auto bad = [](auto mutate) {
+    SamplerParams p;
+    mutate(p);
+    EXPECT_THROW(Sampler{p}, Error);
+  };
+  bad([](SamplerParams& p) { p.top_p = 0.0f; });
+  bad([](SamplerParams& p) { p.top_p = 1.5f; });
+  bad([](SamplerParams& p) { p.top_p = std::nanf(""); });
+  bad([](SamplerParams& p) { p.min_p = -0.1f; });
+  bad([](SamplerParams& p) { p.min_p = 1.1f; });
+  bad([](SamplerParams& p) { p.top_k = -1; });
+  bad([](SamplerParams& p) { p.repeat_penalty = 0.0f; });
+  bad([](SamplerParams& p) { p.repeat_penalty = std::numeric_limits<float>::infinity(); });
+  bad([](SamplerParams& p) { p.frequency_penalty = std::nanf(""); });
+  bad([](SamplerParams& p) { p.presence_penalty = -std::numeric_limits<float>::infinity(); });
+  bad([](SamplerParams& p) { p.temperature = std::nanf(""); });
+  bad([](SamplerParams& p) { p.repeat_last_n = -2; });
+  SamplerParams edge;
+  edge.top_p = 1.0f;
+  edge.min_p = 1.0f;
+  edge.top_k = 0;
+  EXPECT_NO_THROW(Sampler{edge});
+}
+
+TEST(Sampler, BadInputsThrow) {
+  SamplerParams p;
+  p.repeat_penalty = 1.1f;
+  Sampler s(p);
+  std::vector<float> l = {1.0f, 2.0f};
+  const std::vector<int32_t> out_of_range = {5};
+  EXPECT_THROW(s.sample(l, out_of_range), Error);
+  std::vector<float> empty;
+  EXPECT_THROW(s.sample(empty, {}), Error);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  std::vector<float> dead = {ninf, ninf};
+  EXPECT_THROW(s.sample(dead, {}), Error);
+}
+
+TEST(Sampler, NegativeInfinityIsNeverDrawn) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  Sampler s(plain(1.0f, 14));
+  for (int i = 0; i < 500; ++i) {
+    std::vector<float> l = {ninf, 0.0f, ninf, 0.0f};
+    const int32_t t = s.sample(l, {});
+    ASSERT_TRUE(t == 1 || t == 3) << t;
+  }
+}
+
+TEST(Sampler, LogSoftmaxAndTopLogits) {
+  const std::vector<float> l = {0.0f, static_cast<float>(std::log(3.0))};
+  const std::vector<float> ls = log_softmax(l);
+  EXPECT_NEAR(ls[0], std::log(0.25), 1e-6);
+  EXPECT_NEAR(ls[1], std::log(0.75), 1e-6);
+  // Large values must not overflow.
+  const std::vector<float> big = log_softmax(std::vector<float>{1000.0f, 1000.0f});
+  EXPECT_NEAR(big[0], std::log(0.5), 1e-6);
+
+  const std::vector<float> v = {1.0f, 3.0f, 3.0f, 2.0f, -1.0f};
+  using P = std::vector<std::pair<int32_t, float>>;
+  EXPECT_EQ(top_logits(v, 3), (P{{1, 3.0f}, {2, 3.0f}, {3, 2.0f}}));
+  EXPECT_EQ(top_logits(v, 10).size(), 5u);
+  EXPECT_EQ(top_logits(v, 10).back(), (std::pair<int32_t, float>{4, -1.0f}));
+  EXPECT_TRUE(top_logits(v, 0).empty());
+  EXPECT_EQ(argmax(v), 1);
+}
+
+}  // namespace
+}  // namespace slm
