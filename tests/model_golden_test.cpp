@@ -8,14 +8,19 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "core/thread_pool.h"
+#include "io/gguf_writer.h"
 #include "model/architecture.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -99,8 +104,8 @@ int32_t argmax(const std::vector<float>& v) {
 
 // Prefill + teacher-forced greedy decode against one golden file. Decoding feeds llama.cpp's own
 // greedy tokens, so every step is compared in the same context; a step must pick llama.cpp's token
-// unless its margin is below twice the tolerance (a near-tie that rounding may flip). Returns the
-// number of steps where a near-tie was skipped.
+// unless its margin is below twice the tolerance (a near-tie that rounding may flip). Prints the
+// largest error and the number of near-ties skipped.
 void check_golden(const Model& model, ThreadPool& pool, const Golden& g, DType kv_type) {
   SCOPED_TRACE(g.name + (kv_type == DType::F16 ? " (f16 cache)" : " (f32 cache)"));
   const ModelConfig& c = model.config();
@@ -122,7 +127,9 @@ void check_golden(const Model& model, ThreadPool& pool, const Golden& g, DType k
   const float last = g.top20.back().second;
   for (int32_t id : top_k(logits.data(), c.n_vocab, 20)) {
     const bool in_golden = std::any_of(g.top20.begin(), g.top20.end(), [id](auto& e) { return e.first == id; });
-    if (!in_golden) EXPECT_LE(logits[id], last + 2 * tol(last)) << "token " << id << " entered the top 20";
+    if (!in_golden) {
+      EXPECT_LE(logits[id], last + 2 * tol(last)) << "token " << id << " entered the top 20";
+    }
   }
 
   int near_ties = 0;
@@ -133,7 +140,9 @@ void check_golden(const Model& model, ThreadPool& pool, const Golden& g, DType k
       EXPECT_EQ(got, want) << "greedy step " << step << " (llama.cpp margin " << margin << ")";
     } else {
       ++near_ties;
-      if (got != want) EXPECT_NEAR(logits[got], logits[want], 2 * tol(logits[want])) << "step " << step;
+      if (got != want) {
+        EXPECT_NEAR(logits[got], logits[want], 2 * tol(logits[want])) << "step " << step;
+      }
     }
     logits = tf.forward(std::vector<int32_t>{want}, kv);
   }
@@ -266,6 +275,287 @@ TEST(ModelGolden, RefusesBadInput) {
   EXPECT_THROW(kv.truncate(5), Error);
   EXPECT_THROW(Model::load((data / "models" / "README.md").string()), Error);
   EXPECT_THROW(Model::load((data / "models" / "missing.gguf").string()), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic models (no shared data needed): tiny random llama/qwen2 files written here, against a
+// naive double-precision transformer written from the definitions, independently of core/ops.
+
+struct Tiny {
+  std::string arch = "llama";
+  int64_t dim = 16, layers = 2, heads = 4, kv_heads = 2, head_dim = 4, ffn = 24, vocab = 20;
+  float eps = 1e-5f, base = 10000.0f;
+  bool tied = false, key_length = false;
+  std::string drop, bad_shape, bad_type, drop_key;  // fault injection: tensor / key names
+};
+
+struct Mat {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> w;  // [rows, cols]
+};
+
+struct TinyWeights {
+  std::map<std::string, Mat> t;  // by GGUF tensor name; vectors have rows = 1
+};
+
+TinyWeights make_weights(const Tiny& c) {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  TinyWeights W;
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float scale, float mean = 0) {
+    Mat m{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
+    for (auto& x : m.w) x = mean + scale * nd(rng);
+    W.t[name] = std::move(m);
+  };
+  const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
+  mat("token_embd.weight", c.vocab, c.dim, 1.0f);
+  mat("output_norm.weight", 1, c.dim, 0.1f, 1.0f);
+  if (!c.tied) mat("output.weight", c.vocab, c.dim, 0.5f);
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    mat(p + "attn_norm.weight", 1, c.dim, 0.1f, 1.0f);
+    mat(p + "attn_q.weight", qd, c.dim, 0.5f);
+    mat(p + "attn_k.weight", kvd, c.dim, 0.5f);
+    mat(p + "attn_v.weight", kvd, c.dim, 0.5f);
+    mat(p + "attn_output.weight", c.dim, qd, 0.3f);
+    if (c.arch == "qwen2") {
+      mat(p + "attn_q.bias", 1, qd, 0.5f);
+      mat(p + "attn_k.bias", 1, kvd, 0.5f);
+      mat(p + "attn_v.bias", 1, kvd, 0.5f);
+    }
+    mat(p + "ffn_norm.weight", 1, c.dim, 0.1f, 1.0f);
+    mat(p + "ffn_gate.weight", c.ffn, c.dim, 0.4f);
+    mat(p + "ffn_up.weight", c.ffn, c.dim, 0.4f);
+    mat(p + "ffn_down.weight", c.dim, c.ffn, 0.3f);
+  }
+  return W;
+}
+
+void write_tiny(const Tiny& c, const TinyWeights& W, const fs::path& path) {
+  GgufWriter g;
+  const std::string a = c.arch + ".";
+  g.set_string("general.architecture", c.arch);
+  g.set_string("general.name", "tiny");
+  const std::pair<std::string, uint32_t> ints[] = {
+      {a + "context_length", 64}, {a + "embedding_length", uint32_t(c.dim)},
+      {a + "block_count", uint32_t(c.layers)}, {a + "feed_forward_length", uint32_t(c.ffn)},
+      {a + "attention.head_count", uint32_t(c.heads)}, {a + "attention.head_count_kv", uint32_t(c.kv_heads)}};
+  for (const auto& [k, v] : ints)
+    if (k != c.drop_key) g.set_u32(k, v);
+  if (c.key_length) g.set_u32(a + "attention.key_length", uint32_t(c.head_dim));
+  g.set_f32(a + "attention.layer_norm_rms_epsilon", c.eps);
+  g.set_f32(a + "rope.freq_base", c.base);
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  while (static_cast<int64_t>(tokens.size()) < c.vocab) tokens.push_back(std::string(1, char('a' + tokens.size() - 3)));
+  std::vector<int32_t> types(tokens.size(), 1);
+  types[0] = 2, types[1] = 3, types[2] = 3;
+  g.set_string("tokenizer.ggml.model", "llama");
+  g.set_string_array("tokenizer.ggml.tokens", tokens);
+  g.set_f32_array("tokenizer.ggml.scores", std::vector<float>(tokens.size(), 0.0f));
+  g.set_i32_array("tokenizer.ggml.token_type", types);
+  for (const auto& [name, m] : W.t) {
+    if (name == c.drop) continue;
+    std::vector<int64_t> shape = m.rows == 1 ? std::vector<int64_t>{m.cols} : std::vector<int64_t>{m.cols, m.rows};
+    if (name == c.bad_shape) shape[0] += 1;
+    const size_t n = static_cast<size_t>(shape[0] * (shape.size() > 1 ? shape[1] : 1));
+    if (name == c.bad_type) {  // I32 is a valid GGUF type that no matrix product takes
+      g.add_tensor(name, DType::I32, shape, std::vector<uint8_t>(n * 4));
+    } else if (name == "token_embd.weight") {  // F16, like the embeddings of real files
+      std::vector<uint8_t> bytes(n * 2);
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = fp32_to_fp16(m.w[i]);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+      g.add_tensor(name, DType::F16, shape, std::move(bytes));
+    } else {
+      std::vector<uint8_t> bytes(n * 4, 0);
+      std::memcpy(bytes.data(), m.w.data(), std::min(n, m.w.size()) * 4);
+      g.add_tensor(name, DType::F32, shape, std::move(bytes));
+    }
+  }
+  g.write(path.string());
+}
+
+// Naive reference: logits of every position, [n, vocab], in double.
+std::vector<double> reference_forward(const Tiny& c, const TinyWeights& W, const std::vector<int32_t>& toks) {
+  const auto& T = W.t;
+  const int64_t n = static_cast<int64_t>(toks.size()), D = c.dim, hd = c.head_dim;
+  const int64_t qd = c.heads * hd, kvd = c.kv_heads * hd;
+  auto matvec = [](const Mat& m, const std::vector<double>& x) {
+    std::vector<double> y(static_cast<size_t>(m.rows), 0.0);
+    for (int64_t r = 0; r < m.rows; ++r)
+      for (int64_t k = 0; k < m.cols; ++k) y[r] += double(m.w[r * m.cols + k]) * x[k];
+    return y;
+  };
+  auto norm = [&](const std::vector<double>& x, const Mat& w) {
+    double ss = 0;
+    for (double v : x) ss += v * v;
+    const double r = 1.0 / std::sqrt(ss / double(x.size()) + c.eps);
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * r * w.w[i];
+    return y;
+  };
+  // Rotation of head vector pairs by angle pos * base^(-2i/hd); which entries pair up is the
+  // architecture's RoPE style.
+  auto rotate = [&](std::vector<double>& v, int64_t nh, int64_t pos) {
+    for (int64_t h = 0; h < nh; ++h)
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const double th = double(pos) * std::pow(double(c.base), -2.0 * double(i) / double(hd));
+        const int64_t a = c.arch == "qwen2" ? h * hd + i : h * hd + 2 * i;
+        const int64_t b = c.arch == "qwen2" ? h * hd + i + hd / 2 : h * hd + 2 * i + 1;
+        const double x0 = v[a], x1 = v[b];
+        v[a] = x0 * std::cos(th) - x1 * std::sin(th);
+        v[b] = x0 * std::sin(th) + x1 * std::cos(th);
+      }
+  };
+  std::vector<std::vector<double>> x(static_cast<size_t>(n));
+  for (int64_t p = 0; p < n; ++p) {
+    x[p].resize(static_cast<size_t>(D));
+    for (int64_t d = 0; d < D; ++d) x[p][d] = fp16_to_fp32(fp32_to_fp16(T.at("token_embd.weight").w[toks[p] * D + d]));
+  }
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string pre = "blk." + std::to_string(l) + ".";
+    std::vector<std::vector<double>> q(n), k(n), v(n);
+    for (int64_t p = 0; p < n; ++p) {
+      const auto xn = norm(x[p], T.at(pre + "attn_norm.weight"));
+      q[p] = matvec(T.at(pre + "attn_q.weight"), xn);
+      k[p] = matvec(T.at(pre + "attn_k.weight"), xn);
+      v[p] = matvec(T.at(pre + "attn_v.weight"), xn);
+      if (c.arch == "qwen2") {
+        for (int64_t i = 0; i < qd; ++i) q[p][i] += T.at(pre + "attn_q.bias").w[i];
+        for (int64_t i = 0; i < kvd; ++i) k[p][i] += T.at(pre + "attn_k.bias").w[i];
+        for (int64_t i = 0; i < kvd; ++i) v[p][i] += T.at(pre + "attn_v.bias").w[i];
+      }
+      rotate(q[p], c.heads, p);
+      rotate(k[p], c.kv_heads, p);
+    }
+    for (int64_t p = 0; p < n; ++p) {
+      std::vector<double> att(static_cast<size_t>(qd), 0.0);
+      for (int64_t h = 0; h < c.heads; ++h) {
+        const int64_t g = h / (c.heads / c.kv_heads);
+        std::vector<double> s(static_cast<size_t>(p + 1));
+        double mx = -1e300, sum = 0;
+        for (int64_t t = 0; t <= p; ++t) {
+          double d = 0;
+          for (int64_t i = 0; i < hd; ++i) d += q[p][h * hd + i] * k[t][g * hd + i];
+          s[t] = d / std::sqrt(double(hd));
+          mx = std::max(mx, s[t]);
+        }
+        for (auto& e : s) sum += (e = std::exp(e - mx));
+        for (int64_t t = 0; t <= p; ++t)
+          for (int64_t i = 0; i < hd; ++i) att[h * hd + i] += s[t] / sum * v[t][g * hd + i];
+      }
+      const auto o = matvec(T.at(pre + "attn_output.weight"), att);
+      for (int64_t d = 0; d < D; ++d) x[p][d] += o[d];
+      const auto xn = norm(x[p], T.at(pre + "ffn_norm.weight"));
+      auto gate = matvec(T.at(pre + "ffn_gate.weight"), xn);
+      const auto up = matvec(T.at(pre + "ffn_up.weight"), xn);
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
+      const auto down = matvec(T.at(pre + "ffn_down.weight"), gate);
+      for (int64_t d = 0; d < D; ++d) x[p][d] += down[d];
+    }
+  }
+  Mat out = c.tied ? T.at("token_embd.weight") : T.at("output.weight");
+  if (c.tied)
+    for (auto& e : out.w) e = fp16_to_fp32(fp32_to_fp16(e));
+  std::vector<double> logits;
+  for (int64_t p = 0; p < n; ++p) {
+    const auto l = matvec(out, norm(x[p], T.at("output_norm.weight")));
+    logits.insert(logits.end(), l.begin(), l.end());
+  }
+  return logits;
+}
+
+class ModelSynthetic : public ::testing::TestWithParam<int> {};
+
+Tiny tiny_variant(int i) {
+  Tiny c;
+  if (i == 1) {  // qwen2: NeoX rope, biases, MQA, tied head, head_dim override (q_dim != dim)
+    c.arch = "qwen2";
+    c.kv_heads = 1;
+    c.head_dim = 8;
+    c.key_length = true;
+    c.tied = true;
+    c.base = 1e6f;
+  }
+  return c;
+}
+
+TEST_P(ModelSynthetic, MatchesNaiveReference) {
+  const Tiny c = tiny_variant(GetParam());
+  const TinyWeights W = make_weights(c);
+  test::TempDir dir;
+  write_tiny(c, W, dir / "tiny.gguf");
+  auto model = Model::load((dir / "tiny.gguf").string());
+  EXPECT_EQ(model->config().head_dim, c.head_dim);
+  EXPECT_EQ(model->config().tied_output, c.tied);
+  const std::vector<int32_t> toks = {1, 5, 9, 3, 19, 7, 7, 12, 4};
+  const auto ref = reference_forward(c, W, toks);
+  for (int threads : {1, 2}) {
+    for (DType kvt : {DType::F32, DType::F16}) {
+      ThreadPool pool(threads);
+      Transformer tf(*model, pool);
+      KvCache kv(model->config(), 16, kvt);
+      // First 4 positions in one batch, then the rest one by one: both paths meet the reference.
+      std::vector<float> all = tf.forward(std::vector<int32_t>(toks.begin(), toks.begin() + 4), kv, true);
+      for (size_t i = 4; i < toks.size(); ++i) {
+        const auto l = tf.forward(std::vector<int32_t>{toks[i]}, kv);
+        all.insert(all.end(), l.begin(), l.end());
+      }
+      ASSERT_EQ(all.size(), ref.size());
+      // F32: only float rounding (1e-4 on logits of size ~3); F16 cache: 11-bit keys/values.
+      const double tol = kvt == DType::F32 ? 1e-4 : 2e-2;
+      double max_err = 0;
+      for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::abs(all[i] - ref[i]));
+      EXPECT_LT(max_err, tol) << c.arch << " threads " << threads << " kv " << dtype_name(kvt);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, ModelSynthetic, ::testing::Values(0, 1));
+
+// Each fault must be refused with a message that names the tensor or key at fault.
+TEST(ModelSyntheticErrors, NameTheFault) {
+  test::TempDir dir;
+  struct Case {
+    Tiny c;
+    std::string expect;
+  };
+  std::vector<Case> cases;
+  Tiny c;
+  c.drop = "blk.1.ffn_up.weight";
+  cases.push_back({c, "blk.1.ffn_up.weight"});
+  c = Tiny{};
+  c.bad_shape = "blk.0.attn_k.weight";
+  cases.push_back({c, "blk.0.attn_k.weight"});
+  c = Tiny{};
+  c.bad_type = "blk.0.attn_output.weight";
+  cases.push_back({c, "blk.0.attn_output.weight"});
+  c = Tiny{};
+  c.drop_key = "llama.block_count";
+  cases.push_back({c, "llama.block_count"});
+  c = Tiny{};
+  c.arch = "gpt2";
+  cases.push_back({c, "gpt2"});
+  c = Tiny{};
+  c.arch = "qwen2";
+  c.drop = "blk.0.attn_v.bias";
+  cases.push_back({c, "blk.0.attn_v.bias"});
+  c = Tiny{};
+  c.kv_heads = 3;  // does not divide 4 heads
+  cases.push_back({c, "head_count_kv"});
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const fs::path p = dir / ("bad" + std::to_string(i) + ".gguf");
+    write_tiny(cases[i].c, make_weights(cases[i].c), p);
+    try {
+      Model::load(p.string());
+      ADD_FAILURE() << "case " << i << " loaded";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(cases[i].expect), std::string::npos) << msg;
+      EXPECT_NE(msg.find(p.filename().string()), std::string::npos) << msg;
+    }
+  }
 }
 
 }  // namespace

@@ -275,15 +275,16 @@ double rms_error(DType t, const std::vector<float>& x) {
 // Relative RMS error on unit Gaussian data. A uniform quantizer with step D has RMS error D/sqrt(12);
 // a block of 32 Gaussians spans about 4.1 sigma, so b-bit levels give about
 // 4.1 / (2^b - 1) / 3.46: 0.079 (4 bit), 0.038 (5 bit), 0.019 (6 bit), 0.0047 (8 bit). Symmetric
-// types (Q4_0, Q5_0) waste about one level of the range; the bounds allow that plus 25 %, and the
-// K-quants' fitted scales must do at least as well as plain min/max rounding.
+// types (Q4_0, Q5_0) waste about one level of the range. Measured here (ggml's reference quantizers
+// give the same figures): q8_0 0.0053, q4_0 0.086, q4_1 0.078, q5_0 0.042, q5_1 0.038, q4_k 0.071,
+// q5_k 0.036, q6_k 0.018; the bounds sit about 10 % above, so a worse rounding or scale fit fails.
 TEST(Quantize, RoundTripErrorBounds) {
   const auto x = gaussian(256 * 64, 7);
   struct Case { DType t; double bound; };
   const Case cases[] = {
       {DType::F32, 0.0},     {DType::F16, 3e-4},    {DType::BF16, 2.5e-3}, {DType::Q8_0, 0.006},
-      {DType::Q4_0, 0.11},   {DType::Q4_1, 0.10},   {DType::Q5_0, 0.055},  {DType::Q5_1, 0.048},
-      {DType::Q4_K, 0.10},   {DType::Q5_K, 0.048},  {DType::Q6_K, 0.024},
+      {DType::Q4_0, 0.095},  {DType::Q4_1, 0.085},  {DType::Q5_0, 0.047},  {DType::Q5_1, 0.042},
+      {DType::Q4_K, 0.08},   {DType::Q5_K, 0.04},   {DType::Q6_K, 0.02},
   };
   for (const Case& c : cases) {
     const double e = rms_error(c.t, x);

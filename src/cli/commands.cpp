@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <cstdio>
+#include <string>
 
 #include "core/error.h"
 
@@ -17,6 +18,15 @@ int run(int argc, char** argv) {
   register_chat(app);
   register_bench(app);
   register_init(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) throw Error(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,6 @@
-// Special-token partition: one trie pass finds every occurrence of every special token, then the
-// tokens are applied longest first, which gives llama.cpp's result without scanning the text once
-// per special token (vocabularies carry hundreds of them).
+// Special-token partition: one trie pass finds which special tokens occur at all, then only those
+// are applied, longest first, as llama.cpp does; the text is not scanned once per special token of
+// the vocabulary (vocabularies carry hundreds of them), and memory stays O(text).
 #include "tokenizer/special_split.h"
 
 #include <algorithm>
@@ -41,7 +41,7 @@ SpecialSplitter::SpecialSplitter(const Vocab& vocab, const std::vector<bool>& rs
     if (trie_[node].special >= 0) continue;  // duplicate text: the first id wins
     trie_[node].special = static_cast<int32_t>(specials_.size());
     const bool rs = static_cast<size_t>(id) < rstrip.size() && rstrip[id];
-    specials_.push_back({id, text.size(), vocab.types[id] == TokenType::UserDefined, rs});
+    specials_.push_back({id, text, vocab.types[id] == TokenType::UserDefined, rs});
     first_byte_[static_cast<unsigned char>(text[0])] = true;
   }
 }
@@ -56,52 +56,52 @@ std::vector<SpecialSplitter::Piece> SpecialSplitter::split(std::string_view text
                                                            bool parse_special) const {
   std::vector<Piece> pieces;
   if (text.empty()) return pieces;
-  // (special index, position) of every occurrence of an eligible special token.
-  std::vector<std::pair<int32_t, size_t>> hits;
-  if (!specials_.empty()) {
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (!first_byte_[static_cast<unsigned char>(text[i])]) continue;
-      int32_t node = 0;
-      for (size_t j = i; j < text.size(); ++j) {
-        node = child(node, static_cast<unsigned char>(text[j]));
-        if (node < 0) break;
-        const int32_t s = trie_[node].special;
-        if (s >= 0 && (parse_special || specials_[s].always)) hits.push_back({s, i});
+  pieces.push_back({-1, 0, text.size()});
+  if (specials_.empty()) return pieces;
+
+  // Pass 1: which eligible special tokens occur at all (a trie walk from each candidate byte).
+  std::vector<bool> present(specials_.size(), false);
+  size_t n_present = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (!first_byte_[static_cast<unsigned char>(text[i])]) continue;
+    int32_t node = 0;
+    for (size_t j = i; j < text.size(); ++j) {
+      node = child(node, static_cast<unsigned char>(text[j]));
+      if (node < 0) break;
+      const int32_t s = trie_[node].special;
+      if (s >= 0 && !present[s] && (parse_special || specials_[s].always)) {
+        present[s] = true;
+        ++n_present;
       }
     }
   }
-  pieces.push_back({-1, 0, text.size()});
-  if (hits.empty()) return pieces;
-  std::sort(hits.begin(), hits.end());
+  if (n_present == 0) return pieces;
 
+  // Pass 2: longest first, each present token cuts every remaining text piece at its leftmost
+  // non-overlapping occurrences.
   std::vector<Piece> next;
-  for (size_t h = 0; h < hits.size();) {
-    const int32_t s = hits[h].first;
-    size_t h_end = h;
-    while (h_end < hits.size() && hits[h_end].first == s) ++h_end;
+  for (size_t s = 0; s < specials_.size(); ++s) {
+    if (!present[s]) continue;
     const Special& sp = specials_[s];
+    const std::string_view needle = sp.text;
     next.clear();
-    size_t k = h;  // next occurrence to consider (positions ascend, fragments ascend)
     for (const Piece& p : pieces) {
       if (p.token >= 0) {
         next.push_back(p);
         continue;
       }
+      const std::string_view hay = text.substr(0, p.end);
       size_t cursor = p.begin;
-      while (k < h_end && hits[k].second < cursor) ++k;
-      for (; k < h_end && hits[k].second + sp.len <= p.end; ++k) {
-        const size_t at = hits[k].second;
-        if (at < cursor) continue;  // overlaps the previous occurrence
+      for (size_t at; cursor < p.end && (at = hay.find(needle, cursor)) != std::string_view::npos;) {
         if (at > cursor) next.push_back({-1, cursor, at});
-        next.push_back({sp.id, at, at + sp.len});
-        cursor = at + sp.len;
+        next.push_back({sp.id, at, at + needle.size()});
+        cursor = at + needle.size();
         if (sp.rstrip)
           while (cursor < p.end && is_space(static_cast<unsigned char>(text[cursor]))) ++cursor;
       }
       if (cursor < p.end) next.push_back({-1, cursor, p.end});
     }
     pieces.swap(next);
-    h = h_end;
   }
   return pieces;
 }

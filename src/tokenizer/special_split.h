@@ -29,7 +29,7 @@ class SpecialSplitter {
  private:
   struct Special {
     int32_t id;
-    size_t len;
+    std::string text;
     bool always;  // user-defined: split even without parse_special
     bool rstrip;
   };

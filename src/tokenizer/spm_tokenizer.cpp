@@ -20,6 +20,18 @@ class SpmTokenizer final : public BasicTokenizer {
  public:
   SpmTokenizer(Vocab vocab, const std::vector<bool>& rstrip)
       : BasicTokenizer(std::move(vocab), rstrip) {
+    // Tokens trained with whitespace splitting hold U+2581 only in a leading run. Then no token
+    // spans a U+2581 that follows another character, so the text can be cut there into parts
+    // merged independently, with the same result, and the merge queue stays small.
+    cut_at_spaces_ = true;
+    for (const std::string& t : vocab_.tokens) {
+      size_t i = 0;
+      while (t.compare(i, kSpace.size(), kSpace) == 0) i += kSpace.size();
+      if (t.find(kSpace, i) != std::string::npos) {
+        cut_at_spaces_ = false;
+        break;
+      }
+    }
     build_pieces();
   }
 
@@ -46,6 +58,10 @@ class SpmTokenizer final : public BasicTokenizer {
     return vocab_.scores.empty() ? 0.0f : vocab_.scores[id];
   }
   void emit_bytes(std::string_view sym, std::vector<int32_t>& out) const;
+  // Merges the escaped text s (whole) and appends its tokens.
+  void merge(std::string_view s, std::vector<int32_t>& out) const;
+
+  bool cut_at_spaces_ = false;
 };
 
 struct Symbol {
@@ -76,8 +92,22 @@ void SpmTokenizer::encode_fragment(std::string_view text, bool after_special,
     else
       s += c;
   }
-  if (s.empty()) return;
+  if (!cut_at_spaces_) {
+    merge(s, out);
+    return;
+  }
+  // Cut before each U+2581 that follows something other than U+2581.
+  size_t begin = 0;
+  for (size_t at = s.find(kSpace, 1); at != std::string::npos; at = s.find(kSpace, at + 1)) {
+    if (at >= kSpace.size() && s.compare(at - kSpace.size(), kSpace.size(), kSpace) == 0) continue;
+    merge(std::string_view(s).substr(begin, at - begin), out);
+    begin = at;
+  }
+  merge(std::string_view(s).substr(begin), out);
+}
 
+void SpmTokenizer::merge(std::string_view s, std::vector<int32_t>& out) const {
+  if (s.empty()) return;
   std::vector<Symbol> sym;
   sym.reserve(s.size());
   for (size_t off = 0; off < s.size();) {
@@ -92,7 +122,7 @@ void SpmTokenizer::encode_fragment(std::string_view text, bool after_special,
   auto try_add = [&](int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
     const uint32_t size = sym[l].n + sym[r].n;
-    const int32_t id = lookup(std::string_view(s).substr(sym[l].off, size));
+    const int32_t id = lookup(s.substr(sym[l].off, size));
     if (id < 0) return;
     queue.push({score(id), l, r, size});
   };
@@ -113,7 +143,7 @@ void SpmTokenizer::encode_fragment(std::string_view text, bool after_special,
   }
 
   for (int32_t i = 0; i >= 0; i = sym[i].next) {
-    const std::string_view piece = std::string_view(s).substr(sym[i].off, sym[i].n);
+    const std::string_view piece = s.substr(sym[i].off, sym[i].n);
     const int32_t id = lookup(piece);
     if (id >= 0)
       out.push_back(id);

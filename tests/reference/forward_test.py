@@ -52,7 +52,7 @@ import torch_transformer as tt  # noqa: E402
 
 TOL_F32 = 1e-4
 TOL_F16_WEIGHTS = 1e-3
-TOL_KV_F16_EMULATED = 1e-3
+TOL_KV_F16_EMULATED = 2e-4
 TOL_KV_F16_EXACT = 5e-3
 TOL_THREADS = 1e-5
 N_GEN = 17
@@ -96,7 +96,7 @@ def check_rope_by_hand():
     print("self-check rope vs hand-computed values: done")
 
 
-def check_writer_roundtrip(path, gw, meta_expect, tensors_expect):
+def check_writer_roundtrip(path, meta_expect, tensors_expect):
     meta, tensors = read_gguf(path)
     for k, v in meta_expect.items():
         got = meta.get(k)
@@ -348,7 +348,7 @@ def check_model(spec, args, seed):
     cfg, w = make_model(spec, seed)
     path = os.path.join(args.work, spec["name"] + ".gguf")
     meta = write_model(path, cfg, w)
-    check_writer_roundtrip(path, None, meta, w)
+    check_writer_roundtrip(path, meta, w)
     rng = np.random.default_rng(seed + 1000)
     prompt = [1] + [int(t) for t in rng.integers(3, cfg.n_vocab, spec["prompt"] - 1)]
     wt = tt.to_torch(w)
