@@ -196,6 +196,23 @@ TEST(GgufCorrupt, AbsurdCounts) {
   expect_error(Bytes().header(3, 1, 0).u64(1000).zeros(40).b, {"tensor #0", "name", "string length"});
 }
 
+TEST(GgufCorrupt, TooManyArrayItems) {
+  // 2^25 + 1 uint8 items that do fit in the file (a sparse file of zeros) exceed the cap on
+  // metadata values, which bounds the memory a hostile file can ask for.
+  const uint64_t n = (uint64_t{1} << 25) + 1;
+  std::string head = Bytes().header(3, 0, 1).str("big").u32(9).u32(0).u64(n).b;
+  TempDir dir;
+  std::string p = write_bytes(dir, "big.gguf", head);
+  std::filesystem::resize_file(p, head.size() + n);
+  try {
+    GgufFile::open(p);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("metadata key 'big'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("more than 33554432 array items"), std::string::npos) << e.what();
+  }
+}
+
 TEST(GgufCorrupt, OffsetPastEnd) {
   Bytes f;
   f.header(3, 1, 0).tensor("blk.0.attn_q.weight", {32, 4}, 0, 4096).pad(32).zeros(512);

@@ -214,7 +214,10 @@ TEST(ModelGolden, TokenizerReproducesPromptTokens) {
 
 // Batched prefill (one matmul per weight over all positions, all_logits) against feeding the
 // same tokens one at a time; and 1 thread against 2. Same engine, so only summation order may
-// differ between matrix-matrix and matrix-vector products.
+// differ between matrix-matrix and matrix-vector products (~1e-7): 1e-4 for F16/F32 weights.
+// With quantized weights the activations are rounded to 8 bits before each product, and a 1e-7
+// difference can flip one rounding, which these peaked random models amplify to ~0.05 in the
+// logits: there the bound is the quantized golden tolerance.
 TEST(ModelGolden, BatchedPrefillEqualsTokenByToken) {
   SLM_REQUIRE_SHARED_DATA(data);
   ThreadPool pool1(1), pool2(2);
@@ -224,6 +227,7 @@ TEST(ModelGolden, BatchedPrefillEqualsTokenByToken) {
     const ModelConfig& c = model->config();
     const std::vector<int32_t> toks = load_goldens(mp).at(1).prompt_tokens;
     const int64_t n = static_cast<int64_t>(toks.size()), V = c.n_vocab;
+    const float rel = is_quantized_model(*model) ? tolerance(true, DType::F32) : 1e-4f;
 
     Transformer batched(*model, pool2);
     KvCache kv_b(c, n);
@@ -237,23 +241,30 @@ TEST(ModelGolden, BatchedPrefillEqualsTokenByToken) {
       KvCache kv_s(c, n);
       for (int64_t i = 0; i < n; ++i) {
         const std::vector<float> l = single.forward(std::vector<int32_t>{toks[i]}, kv_s);
-        float max_diff = 0;
-        for (int64_t v = 0; v < V; ++v) max_diff = std::max(max_diff, std::abs(l[v] - all[i * V + v]));
-        EXPECT_LT(max_diff, 1e-4f * 10) << "position " << i << " threads " << pool->size();
+        // Errors come from the hidden state through the output matrix, so they scale with the
+        // row's logit range rather than with each logit.
+        float max_diff = 0, scale = 1;
+        for (int64_t v = 0; v < V; ++v) {
+          max_diff = std::max(max_diff, std::abs(l[v] - all[i * V + v]));
+          scale = std::max(scale, std::abs(all[i * V + v]) + 1);
+        }
+        const float bound = is_quantized_model(*model) ? rel * scale : 1e-4f;
+        EXPECT_LT(max_diff, bound) << "position " << i << " threads " << pool->size();
       }
-      for (int64_t d = 0; d < c.dim; ++d) EXPECT_NEAR(single.last_hidden()[d], hidden_b[d], 1e-4);
+      for (int64_t d = 0; d < c.dim; ++d)
+        EXPECT_NEAR(single.last_hidden()[d], hidden_b[d], rel * (std::abs(hidden_b[d]) + 1));
     }
 
     // Last-position logits of a batched call equal the last row of all_logits.
     Transformer t2(*model, pool1);
     KvCache kv2(c, n);
     const std::vector<float> last = t2.forward(toks, kv2);
-    for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(last[v], all[(n - 1) * V + v], 1e-4f);
+    for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(last[v], all[(n - 1) * V + v], rel * (std::abs(last[v]) + 1));
 
     // Truncating the cache and re-feeding the tail gives the same logits (prefix reuse).
     kv2.truncate(n - 3);
     const std::vector<float> tail = t2.forward(std::vector<int32_t>(toks.end() - 3, toks.end()), kv2);
-    for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(tail[v], last[v], 1e-4f);
+    for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(tail[v], last[v], rel * (std::abs(last[v]) + 1));
   }
 }
 
@@ -510,6 +521,31 @@ TEST_P(ModelSynthetic, MatchesNaiveReference) {
       EXPECT_LT(max_err, tol) << c.arch << " threads " << threads << " kv " << dtype_name(kvt);
     }
   }
+}
+
+// A prompt longer than the forward pass's chunk (512 positions) is processed in chunks that each
+// attend to the earlier ones through the cache.
+TEST_P(ModelSynthetic, LongPromptIsChunked) {
+  const Tiny c = tiny_variant(GetParam());
+  const TinyWeights W = make_weights(c);
+  test::TempDir dir;
+  write_tiny(c, W, dir / "tiny.gguf");
+  auto model = Model::load((dir / "tiny.gguf").string());
+  std::vector<int32_t> toks(1100);
+  std::mt19937 rng(7);
+  for (auto& t : toks) t = static_cast<int32_t>(rng() % c.vocab);
+  const auto ref = reference_forward(c, W, toks);
+  ThreadPool pool(2);
+  Transformer tf(*model, pool);
+  KvCache kv(model->config(), 1200);
+  const std::vector<float> all = tf.forward(toks, kv, true);
+  ASSERT_EQ(all.size(), ref.size());
+  double max_err = 0;
+  for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::abs(all[i] - ref[i]));
+  EXPECT_LT(max_err, 2e-4);  // float sums over up to 1100 positions
+  KvCache kv2(model->config(), 1200);
+  const std::vector<float> last = tf.forward(toks, kv2);
+  for (int64_t v = 0; v < c.vocab; ++v) EXPECT_NEAR(last[v], ref[(toks.size() - 1) * c.vocab + v], 2e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, ModelSynthetic, ::testing::Values(0, 1));

@@ -229,6 +229,34 @@ TEST(Ops, Avx2AttentionKernelsMatchScalar) {
 #endif
 }
 
+TEST(Ops, Avx2SoftmaxMatchesScalar) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (!cpu_features().avx2) GTEST_SKIP() << "CPU has no AVX2";
+  for (int64_t n : {1, 7, 8, 9, 33, 300}) {
+    // Wide range: differences to the max from 0 to about -120 (the exp underflows to ~0).
+    auto x = random_vector(static_cast<size_t>(n), 100 + uint32_t(n), 30.0f);
+    auto y = x;
+    scalar::softmax(x.data(), n);
+    avx2::softmax(y.data(), n);
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      EXPECT_NEAR(y[j], x[j], 1e-6 * x[j] + 1e-30) << "n=" << n << " j=" << j;
+      sum += y[j];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+  }
+  // Both follow the definition on hand values.
+  std::vector<float> h = {0, std::log(3.0f), -1e30f, 0, 0, 0, 0, 0, 0};  // e^x: 1, 3, 0, 1 x 6
+  avx2::softmax(h.data(), 9);
+  EXPECT_NEAR(h[0], 0.1f, 1e-7);
+  EXPECT_NEAR(h[1], 0.3f, 1e-7);
+  EXPECT_NEAR(h[2], 0.0f, 1e-30);
+  EXPECT_NEAR(h[8], 0.1f, 1e-7);
+#else
+  GTEST_SKIP() << "built without AVX2 kernels";
+#endif
+}
+
 TEST(Ops, RejectsOtherKvTypes) {
   float q = 1, s = 0, o = 0;
   const float kv = 1;

@@ -8,13 +8,17 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "test_util.h"
+#include "tokenizer/byte_unicode.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace slm {
@@ -357,6 +361,38 @@ TEST(TokenizerSpm, SpecialTokensAndUserDefined) {
   EXPECT_EQ(tok->encode("", false), (Ids{}));
 }
 
+TEST(TokenizerSpm, SpecialTokensLongestFirstWithoutOverlap) {
+  // User-defined "cde" (261), "abc" (262), "ab" (263). llama.cpp's rule: longest first (ties: lower
+  // id), each at its leftmost non-overlapping occurrences in what is still text. In "abcde", "cde"
+  // is taken first, "abc" would overlap it, then "ab" fits: [ab][cde], not [abc] d e.
+  Vocab v = spm_vocab({{kU, -1}, {"d", -1}, {"cde", 0}, {"abc", 0}, {"ab", 0}});
+  for (size_t i = v.tokens.size() - 3; i < v.tokens.size(); ++i) v.types[i] = TokenType::UserDefined;
+  auto tok = Tokenizer::from_vocab(v);
+  EXPECT_EQ(tok->encode("abcde", false), (Ids{263, 261}));
+  EXPECT_EQ(tok->encode("abcd", false), (Ids{262, 259, 260}));  // [abc] then text "d" -> ▁ d
+  EXPECT_EQ(tok->decode(tok->encode("abcde", false)), "abcde");
+}
+
+TEST(TokenizerReal, ConcurrentEncodeMatchesSerial) {
+  SLM_REQUIRE_SHARED_DATA(data);
+  for (const char* name : {"gpt-2", "llama-spm"}) {
+    auto tok = load_named(data, name);
+    if (!tok) continue;
+    const auto texts = read_golden(data / "tokenizer" / ("ggml-vocab-" + std::string(name) + ".gguf")).texts;
+    std::vector<Ids> serial;
+    for (const auto& t : texts) serial.push_back(tok->encode(t, false));
+    std::vector<int> bad(4, 0);
+    std::vector<std::thread> threads;
+    for (int k = 0; k < 4; ++k)
+      threads.emplace_back([&, k] {
+        for (int rep = 0; rep < 5; ++rep)
+          for (size_t i = 0; i < texts.size(); ++i) bad[k] += tok->encode(texts[i], false) != serial[i];
+      });
+    for (auto& t : threads) t.join();
+    for (int k = 0; k < 4; ++k) EXPECT_EQ(bad[k], 0) << name << " thread " << k;
+  }
+}
+
 // A byte-level BPE vocabulary over the byte alphabet plus the merged tokens.
 Vocab bpe_vocab(const std::vector<std::string>& merges) {
   Vocab v;
@@ -410,6 +446,65 @@ TEST(TokenizerBpe, SpecialAndEndOfGeneration) {
   EXPECT_EQ(tok->find_token("ab"), 5);
   EXPECT_EQ(tok->find_token("zz"), -1);
   EXPECT_THROW(tok->token_to_piece(99), Error);
+}
+
+// Byte-level vocabulary with the whole byte alphabet (ids 0..255 in byte order) plus merges.
+Vocab alphabet_vocab(const std::string& pre, const std::vector<std::string>& merges) {
+  Vocab v;
+  v.model = "gpt2";
+  v.pre = pre;
+  for (int b = 0; b < 256; ++b) v.tokens.push_back(byte_to_unicode(static_cast<uint8_t>(b)));
+  for (const auto& m : merges) {
+    std::string t = m;
+    t.erase(t.find(' '), 1);
+    v.tokens.push_back(t);
+  }
+  v.merges = merges;
+  return v;
+}
+
+TEST(TokenizerBpe, EveryPreTokenizerCompilesAndRoundTrips) {
+  const std::string text = "Hello, World! It's 2024: 12345 apples\n\n  \t x\xC3\xA9\xE4\xB8\xAD\xE6\x96\x87 "
+                           "\xF0\x9F\x98\x80 don't <b>IMGIMGAZ</b>";
+  for (const std::string& name : pretokenizer_names()) {
+    std::unique_ptr<Tokenizer> tok;
+    ASSERT_NO_THROW(tok = Tokenizer::from_vocab(alphabet_vocab(name, {}))) << name;
+    const Ids ids = tok->encode(text, false);
+    EXPECT_EQ(ids.size(), text.size()) << name << ": one token per byte without merges";
+    EXPECT_EQ(tok->decode(ids), text) << name;
+  }
+}
+
+TEST(TokenizerBpe, PreTokenizerDecidesWordBoundaries) {
+  // Merges that can build "12345" from its digits, and "45" on its own.
+  const std::vector<std::string> merges = {"1 2", "12 3", "123 4", "1234 5", "4 5"};
+  auto ids_of = [&](const std::string& pre) {
+    return Tokenizer::from_vocab(alphabet_vocab(pre, merges))->encode("12345", false);
+  };
+  const int32_t t12345 = 259, t123 = 257, t45 = 260;
+  EXPECT_EQ(ids_of("gpt-2"), (Ids{t12345}));         // " ?\p{N}+": one word
+  EXPECT_EQ(ids_of("deepseek-llm"), (Ids{t12345}));  // "\p{N}+"
+  EXPECT_EQ(ids_of("llama-bpe"), (Ids{t123, t45}));  // "\p{N}{1,3}": 123 | 45
+  EXPECT_EQ(ids_of("qwen2"), (Ids{'1', '2', '3', '4', '5'}));      // "\p{N}": digit by digit
+  EXPECT_EQ(ids_of("starcoder"), (Ids{'1', '2', '3', '4', '5'}));  // "\p{N}" first
+  EXPECT_EQ(ids_of("default"), (Ids{t123, t45}));  // ... then "[0-9][0-9][0-9]" splits 123 | 45
+}
+
+TEST(TokenizerBpe, ArbitraryBytesRoundTrip) {
+  // Byte-level BPE and SentencePiece with byte fallback are lossless on any byte string,
+  // invalid UTF-8 included.
+  auto bpe = Tokenizer::from_vocab(alphabet_vocab("llama-bpe", {"a b", "ab c"}));
+  auto spm = Tokenizer::from_vocab(spm_vocab({{kU, -1}, {"a", -1}, {"b", -1}, {"ab", -2}}));
+  std::mt19937 rng(1234);
+  for (int iter = 0; iter < 300; ++iter) {
+    std::string text(rng() % 40, '\0');
+    for (char& c : text) {
+      const uint32_t r = rng();
+      c = static_cast<char>(r % 4 == 0 ? "ab c\n"[r / 4 % 5] : r / 4 % 256);
+    }
+    EXPECT_EQ(bpe->decode(bpe->encode(text, false)), text);
+    EXPECT_EQ(spm->decode(spm->encode(text, true)), text);
+  }
 }
 
 // --- errors --------------------------------------------------------------------------------

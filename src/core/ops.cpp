@@ -41,6 +41,8 @@ void silu_mul(float* gate, const float* up, int64_t count) {
   }
 }
 
+namespace scalar {
+
 void softmax(float* x, int64_t n) {
   float mx = x[0];
   for (int64_t j = 1; j < n; ++j) mx = std::max(mx, x[j]);
@@ -51,6 +53,15 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < n; ++j) x[j] *= inv;
+}
+
+}  // namespace scalar
+
+void softmax(float* x, int64_t n) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::softmax(x, n);
+#endif
+  scalar::softmax(x, n);
 }
 
 void rope_inv_freq(int64_t rot_dim, float base, float* inv_freq) {

@@ -60,6 +60,7 @@ void store_row(const float* src, void* dst, DType type, int64_t n);
 
 // Scalar references (always portable code), for the tests of the AVX2 versions.
 namespace scalar {
+void softmax(float* x, int64_t n);
 void attention_scores(const float* q, const void* k, int64_t stride, DType kv_type, int64_t n_ctx,
                       int64_t head_dim, float scale, float* scores);
 void attention_mix(const float* p, const void* v, int64_t stride, DType kv_type, int64_t n_ctx,
@@ -68,6 +69,7 @@ void attention_mix(const float* p, const void* v, int64_t stride, DType kv_type,
 
 #ifdef SLM_HAVE_AVX2_KERNELS
 namespace avx2 {
+void softmax(float* x, int64_t n);  // exp by a polynomial of ~2 ulp
 void attention_scores(const float* q, const void* k, int64_t stride, DType kv_type, int64_t n_ctx,
                       int64_t head_dim, float scale, float* scores);
 void attention_mix(const float* p, const void* v, int64_t stride, DType kv_type, int64_t n_ctx,

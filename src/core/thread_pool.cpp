@@ -76,7 +76,14 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
   }
   wake_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Spin first (the workers usually finish within microseconds); yield after a while so that an
+  // oversubscribed machine can still schedule the worker this thread is waiting for.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinIterations)
+      cpu_relax();
+    else
+      std::this_thread::yield();
+  }
   job_ = nullptr;
 }
 

@@ -26,7 +26,7 @@ void check(bool ok, const std::string& what) {
 }  // namespace
 
 void SamplerParams::validate() const {
-  check(!std::isnan(temperature), "temperature must be a number (<= 0 means greedy)");
+  check(std::isfinite(temperature), "temperature must be finite (<= 0 means greedy), got " + std::to_string(temperature));
   check(top_k >= 0, "top_k must be >= 0 (0 = off), got " + std::to_string(top_k));
   check(top_p > 0.0f && top_p <= 1.0f, "top_p must be in (0, 1], got " + std::to_string(top_p));
   check(min_p >= 0.0f && min_p <= 1.0f, "min_p must be in [0, 1], got " + std::to_string(min_p));
@@ -136,98 +136,115 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   const bool top_k_on = params_.top_k > 0 && params_.top_k < n;
   const bool top_p_on = params_.top_p < 1.0f;
   const bool min_p_on = params_.min_p > 0.0f;
-  const double inv_t = 1.0 / params_.temperature;
+  const float inv_t = 1.0f / params_.temperature;
+  // Unnormalised probability at temperature 1, in (0, 1]. Single-precision exp is plenty for
+  // sampling and several times cheaper over a 150k vocabulary; sums are kept in double.
+  auto weight = [max_logit](float l) { return std::exp(l - max_logit); };
 
   if (!top_k_on && !top_p_on && !min_p_on) {
-    // No filter: draw from the whole row in id order, nothing to sort.
+    // No filter: draw from the whole row in id order, nothing to sort; exp runs once per logit.
+    weights_.resize(static_cast<size_t>(n));
     double sum = 0.0;
-    for (float l : logits)
-      if (l > kNegInf) sum += std::exp((static_cast<double>(l) - max_logit) * inv_t);
+    for (int64_t i = 0; i < n; ++i) {
+      const float l = logits[i];
+      weights_[i] = l > kNegInf ? std::exp((l - max_logit) * inv_t) : 0.0f;
+      sum += weights_[i];
+    }
     const double target = uniform() * sum;
     double acc = 0.0;
-    int32_t last = best;
     for (int64_t i = 0; i < n; ++i) {
-      if (!(logits[i] > kNegInf)) continue;  // -inf and NaN never win
-      const double w = std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
-      if (w <= 0.0) continue;
-      acc += w;
-      last = static_cast<int32_t>(i);
-      if (acc > target) return last;
+      acc += weights_[i];
+      if (weights_[i] > 0.0f && acc > target) return static_cast<int32_t>(i);
     }
-    return last;  // rounding left target at the very end
+    return best;  // rounding left target at the very end: fall back to the arg max
   }
 
-  // Build the sorted candidate prefix cand_[0, m) that steps 4-6 can keep, without sorting the
-  // whole vocabulary. z is the softmax normaliser (over exp(l - max_logit)) of the set that top-p
-  // sees: the top-k set if top-k is on, else the whole row.
+  // Gather the candidates steps 4 and 6 keep, in no particular order, and z, the normaliser that
+  // top-p sees (sum of weights over the top-k set if top-k is on, else over the whole row).
+  // min-p is applied here, before top-p, which gives the same set as the documented order: both
+  // keep a prefix of the descending order, and min-p's threshold does not depend on normalisation.
   cand_.clear();
   double z = 0.0;
   const float min_p_floor = min_p_on ? max_logit + std::log(params_.min_p) : kNegInf;
   if (top_k_on) {
-    for (int64_t i = 0; i < n; ++i)
-      if (logits[i] > kNegInf) cand_.emplace_back(logits[i], static_cast<int32_t>(i));
-    const size_t k = std::min(cand_.size(), static_cast<size_t>(params_.top_k));
-    std::nth_element(cand_.begin(), cand_.begin() + (k - 1), cand_.end(), before);
-    cand_.resize(k);
-    std::sort(cand_.begin(), cand_.end(), before);
-    for (const auto& c : cand_) z += std::exp(static_cast<double>(c.first) - max_logit);
-  } else {
-    for (int64_t i = 0; i < n; ++i)
-      if (logits[i] > kNegInf) z += std::exp(static_cast<double>(logits[i]) - max_logit);
-    if (min_p_on) {
-      // min-p bounds what top-p can keep (both keep a prefix of the descending order, and
-      // min-p's threshold does not depend on normalisation), so only tokens above the min-p
-      // floor need sorting.
-      for (int64_t i = 0; i < n; ++i)
-        if (logits[i] >= min_p_floor) cand_.emplace_back(logits[i], static_cast<int32_t>(i));
-      std::sort(cand_.begin(), cand_.end(), before);
+    if (params_.top_k <= 1024) {
+      // Small k (the usual case): one pass with a k-sized heap, mostly a single compare per
+      // logit, instead of materialising n_vocab candidates.
+      for (const auto& [id, l] : top_logits(logits, params_.top_k))
+        if (l > kNegInf) cand_.emplace_back(l, id);
     } else {
-      // top-p alone: grow a partially sorted head until it holds top_p of the mass.
       for (int64_t i = 0; i < n; ++i)
         if (logits[i] > kNegInf) cand_.emplace_back(logits[i], static_cast<int32_t>(i));
-      size_t k = std::min<size_t>(cand_.size(), 256);
-      for (;;) {
-        std::nth_element(cand_.begin(), cand_.begin() + (k - 1), cand_.end(), before);
-        double head = 0.0;
-        for (size_t i = 0; i < k; ++i) head += std::exp(static_cast<double>(cand_[i].first) - max_logit);
-        if (head >= params_.top_p * z || k == cand_.size()) break;
-        k = std::min(cand_.size(), k * 8);
-      }
+      const size_t k = std::min(cand_.size(), static_cast<size_t>(params_.top_k));
+      std::nth_element(cand_.begin(), cand_.begin() + (k - 1), cand_.end(), before);
       cand_.resize(k);
-      std::sort(cand_.begin(), cand_.end(), before);
+    }
+    if (top_p_on)
+      for (const auto& c : cand_) z += weight(c.first);
+    if (min_p_on)
+      cand_.erase(std::partition(cand_.begin(), cand_.end(),
+                                 [&](const auto& c) { return c.first >= min_p_floor; }),
+                  cand_.end());
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float l = logits[i];
+      if (!(l > kNegInf)) continue;
+      if (top_p_on) z += weight(l);
+      if (l >= min_p_floor) cand_.emplace_back(l, static_cast<int32_t>(i));
     }
   }
 
-  // Step 5, top-p: keep up to and including the token whose cumulative probability reaches top_p.
-  size_t keep = cand_.size();
-  if (top_p_on) {
-    double cum = 0.0;
-    for (size_t i = 0; i < cand_.size(); ++i) {
-      cum += std::exp(static_cast<double>(cand_[i].first) - max_logit) / z;
-      if (cum >= params_.top_p) {
-        keep = i + 1;
-        break;
-      }
-    }
-  }
-  // Step 6, min-p.
-  if (min_p_on) {
-    size_t i = 0;
-    while (i < keep && cand_[i].first >= min_p_floor) ++i;
-    keep = std::max<size_t>(i, 1);
-  }
+  // Step 5, top-p: moves the kept tokens to the front.
+  const size_t keep = top_p_on ? top_p_prefix(z) : cand_.size();
 
   // Step 7: temperature, softmax over the kept set, draw.
   double sum = 0.0;
-  for (size_t i = 0; i < keep; ++i)
-    sum += std::exp((static_cast<double>(cand_[i].first) - max_logit) * inv_t);
+  for (size_t i = 0; i < keep; ++i) sum += std::exp((cand_[i].first - max_logit) * inv_t);
   const double target = uniform() * sum;
   double acc = 0.0;
   for (size_t i = 0; i < keep; ++i) {
-    acc += std::exp((static_cast<double>(cand_[i].first) - max_logit) * inv_t);
+    acc += std::exp((cand_[i].first - max_logit) * inv_t);
     if (acc > target) return cand_[i].second;
   }
   return cand_[keep - 1].second;
+}
+
+size_t Sampler::top_p_prefix(double z) {
+  // The kept set is the shortest prefix of the descending order whose mass reaches top_p * z
+  // (the token that crosses it included). Sorting 150k candidates costs milliseconds, so for
+  // large sets a histogram of mass by logit finds the bin where the cumulative mass crosses;
+  // bins above it are kept whole, only the crossing bin is sorted.
+  const double target = static_cast<double>(params_.top_p) * z;
+  const float max_logit = std::max_element(cand_.begin(), cand_.end(), [](const auto& a, const auto& b) {
+                            return a.first < b.first;
+                          })->first;
+  auto weight = [max_logit](float l) { return static_cast<double>(std::exp(l - max_logit)); };
+  // z was computed relative to the row's max; the candidates hold it (the arg max always
+  // survives top-k and min-p), so the two agree.
+  auto walk_sorted = [&](size_t begin, size_t end, double cum) {
+    std::sort(cand_.begin() + begin, cand_.begin() + end, before);
+    for (size_t i = begin; i < end; ++i) {
+      cum += weight(cand_[i].first);
+      if (cum >= target) return i + 1;
+    }
+    return end;  // rounding: keep them all
+  };
+  if (cand_.size() <= 1024) return walk_sorted(0, cand_.size(), 0.0);
+
+  constexpr int kBins = 2048;  // bin 0 holds the largest logits
+  float lo = max_logit;
+  for (const auto& c : cand_) lo = std::min(lo, c.first);
+  const float scale = max_logit > lo ? kBins / (max_logit - lo) : 0.0f;
+  auto bin = [&](float l) { return std::min(kBins - 1, static_cast<int>((max_logit - l) * scale)); };
+  std::vector<double> mass(kBins, 0.0);
+  for (const auto& c : cand_) mass[bin(c.first)] += weight(c.first);
+  int b = 0;
+  double cum = 0.0;
+  while (b < kBins - 1 && cum + mass[b] < target) cum += mass[b++];
+  // Tokens of bins above b first, then bin b (sorted and walked), the rest dropped.
+  const auto mid = std::partition(cand_.begin(), cand_.end(), [&](const auto& c) { return bin(c.first) < b; });
+  const auto end = std::partition(mid, cand_.end(), [&](const auto& c) { return bin(c.first) == b; });
+  return walk_sorted(static_cast<size_t>(mid - cand_.begin()), static_cast<size_t>(end - cand_.begin()), cum);
 }
 
 }  // namespace slm

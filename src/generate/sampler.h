@@ -14,6 +14,8 @@
 //      probability mass reaches top_p (the token that crosses top_p is kept; top_p == 1: off);
 //   6. min-p: keep tokens with logit >= max_logit + log(min_p), i.e. probability >= min_p times
 //      the largest probability (min_p == 0: off);
+//      (top-p and min-p each keep a prefix of the descending order, so the code filters by min-p
+//      first, which gives the same set and spares sorting a 150k vocabulary; see sampler.cpp)
 //   7. temperature: divide the kept logits by temperature, softmax, draw one token.
 // At least one token (the arg max) always survives steps 4-6.
 #pragma once
@@ -46,8 +48,8 @@ class Sampler {
   // Validates params (throws slm::Error) and seeds the RNG from params.seed.
   explicit Sampler(const SamplerParams& params);
 
-  // logits: [n_vocab], one row of raw model output; modified in place (penalties applied, other
-  // entries scrambled: do not read them afterwards). history: the tokens of the sequence so far
+  // logits: [n_vocab], one row of raw model output; modified in place (the penalties of steps 1-2
+  // are applied to it; nothing else is written). history: the tokens of the sequence so far
   // (prompt and generated), oldest first; ids outside [0, n_vocab) throw slm::Error.
   // Returns a token id in [0, n_vocab).
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
@@ -56,13 +58,16 @@ class Sampler {
 
  private:
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+  // Top-p over cand_ (unordered, holding the row's max) with normaliser z: moves the kept tokens
+  // to the front of cand_ and returns how many there are.
+  size_t top_p_prefix(double z);
   // Uniform double in [0, 1) from 53 bits of the RNG.
   double uniform();
 
   SamplerParams params_;
   std::mt19937_64 rng_;
-  std::vector<int32_t> counts_;             // [n_vocab] scratch, all zero between calls
   std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit, id) candidates
+  std::vector<float> weights_;                   // scratch: [n_vocab] unnormalised probabilities
 };
 
 // Steps 1-2 of Sampler::sample alone (penalties), for callers that need the penalised logits.

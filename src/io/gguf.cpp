@@ -7,6 +7,7 @@
 // Every count and length is checked against the bytes left before anything is allocated, and
 // every error names the file and the field.
 #include <cstring>
+#include <new>
 #include <limits>
 
 #include "core/error.h"
@@ -23,6 +24,10 @@ constexpr uint64_t kDefaultAlignment = 32;
 // a tensor info is an empty name (8), n_dims (4), one dim (8), a type (4) and an offset (8).
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
+// Each array item becomes a GgufValue (~100 bytes) however small its encoding (1 byte for a
+// uint8), so a large hostile file could ask for 100x its size in memory. Real vocabularies hold
+// a few million values at most (tokens, scores, types, merges of a 256k vocabulary).
+constexpr uint64_t kMaxMetadataValues = uint64_t{1} << 25;
 
 bool known_value_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT64); }
 
@@ -88,6 +93,13 @@ class Cursor {
   }
 
   std::vector<uint64_t>& items() { return items_; }
+  // Counts array items against kMaxMetadataValues.
+  void count_values(uint64_t n) {
+    values_ += n;
+    if (values_ > kMaxMetadataValues)
+      fail("the metadata holds more than " + std::to_string(kMaxMetadataValues) +
+           " array items; refusing (corrupt or hostile file)");
+  }
 
  private:
   const uint8_t* data_;
@@ -96,6 +108,7 @@ class Cursor {
   size_t pos_ = 0;
   std::string context_ = "header";
   std::vector<uint64_t> items_;
+  uint64_t values_ = 0;
 };
 
 GgufType read_type(Cursor& c, const char* field) {
@@ -116,6 +129,7 @@ void read_array(Cursor& c, GgufValue& v, int depth) {
     c.fail("array of " + std::to_string(n) + " " + std::string(gguf_type_name(v.item_type)) +
            " items cannot fit in the " + std::to_string(c.left()) +
            " bytes left in the file (truncated or corrupt length)");
+  c.count_values(n);
   v.items.reserve(static_cast<size_t>(n));
   c.items().push_back(0);
   for (uint64_t k = 0; k < n; ++k) {
@@ -198,7 +212,11 @@ int64_t GgufTensorInfo::n_elements() const {
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->file_ = std::make_unique<MappedFile>(path);
-  f->parse();
+  try {
+    f->parse();
+  } catch (const std::bad_alloc&) {
+    throw Error(path + ": out of memory while reading the metadata (corrupt file?)");
+  }
   return f;
 }
 

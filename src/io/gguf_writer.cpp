@@ -53,10 +53,10 @@ void validate_value(const std::string& key, const GgufValue& v, int depth) {
 // Buffered little-endian output into a FILE* (x86 and ARM Linux are little endian).
 class Out {
  public:
-  explicit Out(std::FILE* f) : f_(f) {}
+  Out(std::FILE* f, const std::string& path) : f_(f), path_(path) {}
   void bytes(const void* p, size_t n) {
     if (n != 0 && std::fwrite(p, 1, n, f_) != n)
-      throw Error(std::string("write failed: ") + std::strerror(errno));
+      throw Error(path_ + ": write failed: " + std::strerror(errno));
     written_ += n;
   }
   template <class T>
@@ -78,6 +78,7 @@ class Out {
 
  private:
   std::FILE* f_;
+  const std::string& path_;
   uint64_t written_ = 0;
 };
 
@@ -209,7 +210,7 @@ void GgufWriter::write(const std::string& path) const {
   }
 
   write_file_atomic(path, [&](std::FILE* f) {
-    Out o(f);
+    Out o(f, path);
     o.pod<uint32_t>(0x46554747);  // "GGUF"
     o.pod<uint32_t>(3);
     o.pod<uint64_t>(tensors_.size());

@@ -140,7 +140,7 @@ void Transformer::forward(const int32_t* tokens, int64_t n, KvCache& kv, float* 
   }
 
   const int64_t dim = c.dim, hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
-  const bool neox = c.rope_style != RopeStyle::NeoX;
+  const bool neox = c.rope_style == RopeStyle::NeoX;
   const size_t elem = kv.type() == DType::F32 ? 4 : 2;
 
   for (int64_t start = 0; start < n; start += kChunk) {

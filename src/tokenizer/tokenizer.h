@@ -46,7 +46,8 @@ class Tokenizer {
 
   // Token ids for `text`. add_bos: prepend BOS (callers usually pass vocab().add_bos).
   // parse_special: text that spells a control/user-defined token (e.g. "<|im_start|>") becomes
-  // that token; otherwise it is tokenized as plain text.
+  // that token; otherwise it is tokenized as plain text. User-defined tokens (a vocabulary's added
+  // tokens) are always split out, as llama.cpp and Hugging Face tokenizers do. Thread-safe.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_bos,
                                       bool parse_special = false) const = 0;
 

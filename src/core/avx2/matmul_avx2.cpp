@@ -42,6 +42,7 @@ inline float half(uint16_t h) { return _cvtsh_ss(h); }
 
 // 32 floats times id, rounded, packed to 32 int8 in order; also returns the 4 int32 vectors.
 inline __m256i round_pack32(const float* x, __m256 id, __m256i v[4]) {
+  #pragma GCC unroll 16
   for (int k = 0; k < 4; ++k) v[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id));
   const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
   return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
@@ -85,18 +86,25 @@ struct LoadBF16 {
 template <class L, int NR, int NX>
 void float_block(const typename L::T* const* w, const float* const* x, int64_t cols, float* y, int64_t ldy) {
   __m256 acc[NX][NR];
+  #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_ps();
   int64_t c = 0;
   for (; c + 8 <= cols; c += 8) {
     __m256 wv[NR];
+    #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) wv[r] = L::load8(w[r] + c);
+    #pragma GCC unroll 16
     for (int i = 0; i < NX; ++i) {
       const __m256 xv = _mm256_loadu_ps(x[i] + c);
+      #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
     }
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) {
+    #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
       float s = hsum(acc[i][r]);
       for (int64_t k = c; k < cols; ++k) s += L::load1(w[r] + k) * x[i][k];
@@ -154,7 +162,33 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Legacy quants x ActQ8. Each kernel: dot<NX>(weight row, NX activation rows, blocks, out[NX]).
+// Quantized weights. Every kernel is dot<NR, NX>(NR weight rows, NX activation rows, blocks per
+// row, out[NX * NR]): decode uses NR = 4, NX = 1 (four independent accumulator chains, each
+// activation block loaded once for four rows); prefill uses NR = 1, NX = 4 (each weight block
+// unpacked once for four activation rows).
+
+// Four horizontal sums at once: {sum a[0], sum a[1], sum a[2], sum a[3]}.
+inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+template <int NR, int NX>
+inline void store_sums(const __m256 (&acc)[NX][NR], const float (&extra)[NX][NR], float* out) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) {
+    if constexpr (NR == 4) {
+      const __m128 s = hsum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+      _mm_storeu_ps(out + 4 * i, _mm_add_ps(s, _mm_loadu_ps(extra[i])));
+    } else {
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) out[i * NR + r] = hsum(acc[i][r]) + extra[i][r];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy quants x ActQ8.
 
 inline __m256i nibbles32(const uint8_t* qs) {  // bytes 0..15 = low nibbles, 16..31 = high nibbles
   const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
@@ -207,77 +241,85 @@ struct Q5_1K {
   static float min(const B& b) { return half(b.m); }
 };
 
-// One block against NX activation rows into accumulators acc (float) and mins (scalar).
-template <class K, int NX>
-inline void legacy_step(const typename K::B& b, const ActQ8* const* x, int64_t j, __m256* acc, float* mins) {
-  const __m256i q = K::levels(b);
-  const float d = half(b.d);
-  const float m = K::kMin ? K::min(b) : 0.0f;
-  for (int i = 0; i < NX; ++i) {
-    const ActQ8& a = x[i][j];
-    __m256i p = dot_u8_i8(q, a.qs);
-    // sum over 8 lanes of (p - k * sum) = dot - 8k * sum: the offset applied in integers.
-    if constexpr (K::kOffsetTimes8 != 0) p = _mm256_sub_epi32(p, _mm256_set1_epi32(K::kOffsetTimes8 * a.sum));
-    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(p), acc[i]);
-    if (K::kMin) mins[i] += m * a.s;
-  }
-}
 
-template <class K, int NX>
-void dot_legacy(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
-  const typename K::B* w = static_cast<const typename K::B*>(wrow);
+template <class K, int NR, int NX>
+void dot_legacy(const void* const* wrows, const void* const* xrows, int64_t nb, float* out) {
+  using B = typename K::B;
+  const B* w[NR];
   const ActQ8* x[NX];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) w[r] = static_cast<const B*>(wrows[r]);
+  #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8*>(xrows[i]);
-  __m256 acc[NX], acc2[NX];
-  float mins[NX], mins2[NX];
-  for (int i = 0; i < NX; ++i) {
-    acc[i] = acc2[i] = _mm256_setzero_ps();
-    mins[i] = mins2[i] = 0;
-  }
-  int64_t j = 0;
-  if (NX == 1) {  // two independent chains hide the FMA latency in decode
-    for (; j + 2 <= nb; j += 2) {
-      legacy_step<K, NX>(w[j], x, j, acc, mins);
-      legacy_step<K, NX>(w[j + 1], x, j + 1, acc2, mins2);
+  __m256 acc[NX][NR];
+  float mins[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      acc[i][r] = _mm256_setzero_ps();
+      mins[i][r] = 0;
+    }
+  for (int64_t j = 0; j < nb; ++j) {
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const B& b = w[r][j];
+      const __m256i q = K::levels(b);
+      const float d = half(b.d);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) {
+        const ActQ8& a = x[i][j];
+        __m256i p = dot_u8_i8(q, a.qs);
+        // Sum over 8 lanes of (p - k * sum) = dot - 8k * sum: the level offset, in integers.
+        if constexpr (K::kOffsetTimes8 != 0) p = _mm256_sub_epi32(p, _mm256_set1_epi32(K::kOffsetTimes8 * a.sum));
+        acc[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(p), acc[i][r]);
+        if constexpr (K::kMin) mins[i][r] += K::min(b) * a.s;
+      }
     }
   }
-  for (; j < nb; ++j) legacy_step<K, NX>(w[j], x, j, acc, mins);
-  for (int i = 0; i < NX; ++i) out[i] = hsum(_mm256_add_ps(acc[i], acc2[i])) + (mins[i] + mins2[i]);
+  store_sums<NR, NX>(acc, mins, out);
 }
 
-template <int NX>
-inline void q8_0_step(const BlockQ8_0& b, const ActQ8* const* x, int64_t j, __m256* acc) {
-  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-  const __m256i aq = _mm256_abs_epi8(q);
-  const float d = half(b.d);
-  for (int i = 0; i < NX; ++i) {
-    const ActQ8& a = x[i][j];
-    // |q| * (x * sign(q)) = q * x, so maddubs (unsigned x signed) applies to signed weights.
-    const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)), q);
-    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xs), _mm256_set1_epi16(1));
-    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(p), acc[i]);
-  }
-}
-
-template <int NX>
-void dot_q8_0(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
-  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(wrow);
+template <int NR, int NX>
+void dot_q8_0(const void* const* wrows, const void* const* xrows, int64_t nb, float* out) {
+  const BlockQ8_0* w[NR];
   const ActQ8* x[NX];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) w[r] = static_cast<const BlockQ8_0*>(wrows[r]);
+  #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8*>(xrows[i]);
-  __m256 acc[NX], acc2[NX];
-  for (int i = 0; i < NX; ++i) acc[i] = acc2[i] = _mm256_setzero_ps();
-  int64_t j = 0;
-  if (NX == 1) {
-    for (; j + 2 <= nb; j += 2) {
-      q8_0_step<NX>(w[j], x, j, acc);
-      q8_0_step<NX>(w[j + 1], x, j + 1, acc2);
+  __m256 acc[NX][NR];
+  float zero[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      acc[i][r] = _mm256_setzero_ps();
+      zero[i][r] = 0;
+    }
+  for (int64_t j = 0; j < nb; ++j) {
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const BlockQ8_0& b = w[r][j];
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+      const __m256i aq = _mm256_abs_epi8(q);
+      const float d = half(b.d);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) {
+        const ActQ8& a = x[i][j];
+        // |q| * (x * sign(q)) = q * x, so maddubs (unsigned x signed) serves signed weights.
+        const __m256i xs = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)), q);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xs), _mm256_set1_epi16(1));
+        acc[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(p), acc[i][r]);
+      }
     }
   }
-  for (; j < nb; ++j) q8_0_step<NX>(w[j], x, j, acc);
-  for (int i = 0; i < NX; ++i) out[i] = hsum(_mm256_add_ps(acc[i], acc2[i]));
+  store_sums<NR, NX>(acc, zero, out);
 }
 
 // ---------------------------------------------------------------------------------------------
+// K-quants x ActQ8K.
+
 // K-quants x ActQ8K.
 
 // 8 six-bit scales then 8 six-bit mins of a Q4_K/Q5_K super-block, as 16 bytes. Packing: bytes
@@ -303,141 +345,190 @@ inline __m256i broadcast_i16(__m256i v, int j) {
   return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<short>(pair)));
 }
 
-template <bool Q5, int NX>
-void dot_q45_k(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
+template <bool Q5, int NR, int NX>
+void dot_q45_k(const void* const* wrows, const void* const* xrows, int64_t nb, float* out) {
   using B = std::conditional_t<Q5, BlockQ5_K, BlockQ4_K>;
-  const B* w = static_cast<const B*>(wrow);
+  const B* w[NR];
   const ActQ8K* x[NX];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) w[r] = static_cast<const B*>(wrows[r]);
+  #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8K*>(xrows[i]);
-  __m256 acc[NX];
-  float mins[NX];
-  for (int i = 0; i < NX; ++i) {
-    acc[i] = _mm256_setzero_ps();
-    mins[i] = 0;
-  }
+  __m256 acc[NX][NR];
+  float mins[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      acc[i][r] = _mm256_setzero_ps();
+      mins[i][r] = 0;
+    }
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   for (int64_t j = 0; j < nb; ++j) {
-    const B& b = w[j];
-    const float d = half(b.d), dmin = half(b.dmin);
-    const __m128i sm = unpack_k4_scales(b.scales);
-    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // scales as int16, both halves
-    const __m128i mn16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));             // mins as int16
-    __m256i isum[NX];
-    for (int i = 0; i < NX; ++i) isum[i] = _mm256_setzero_si256();
-    __m256i qh;
-    if constexpr (Q5) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
-    for (int k = 0; k < 4; ++k) {
-      const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * k));
-      __m256i lo = _mm256_and_si256(qv, m4);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
-      if constexpr (Q5) {
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
-        qh = _mm256_srli_epi16(qh, 2);
-      }
-      const __m256i s_lo = broadcast_i16(sc16, 2 * k), s_hi = broadcast_i16(sc16, 2 * k + 1);
-      for (int i = 0; i < NX; ++i) {
-        const int8_t* xq = x[i][j].qs + 64 * k;
-        const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-        const __m256i p_hi =
-            _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
-        isum[i] = _mm256_add_epi32(isum[i], _mm256_add_epi32(_mm256_madd_epi16(p_lo, s_lo), _mm256_madd_epi16(p_hi, s_hi)));
-      }
-    }
+    // Per activation row: the sums of x over each sub-block of 32 (pairs of the 16-value sums).
+    __m128i xsum32[NX];
+    #pragma GCC unroll 16
     for (int i = 0; i < NX; ++i) {
-      const ActQ8K& a = x[i][j];
-      const __m128i bs_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums));
-      const __m128i bs_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8));
-      const __m128i pair_sums = _mm_hadd_epi16(bs_lo, bs_hi);  // sum of x over each sub-block of 32
-      __m128i ms = _mm_madd_epi16(pair_sums, mn16);
-      ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, _MM_SHUFFLE(1, 0, 3, 2)));
-      ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, _MM_SHUFFLE(2, 3, 0, 1)));
-      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
-      mins[i] += dmin * a.d * static_cast<float>(_mm_cvtsi128_si32(ms));
+      const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i][j].bsums));
+      const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i][j].bsums + 8));
+      xsum32[i] = _mm_hadd_epi16(lo, hi);
     }
-  }
-  for (int i = 0; i < NX; ++i) out[i] = hsum(acc[i]) - mins[i];
-}
-
-template <int NX>
-void dot_q6_k(const void* wrow, const void* const* xrows, int64_t nb, float* out) {
-  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wrow);
-  const ActQ8K* x[NX];
-  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8K*>(xrows[i]);
-  __m256 acc[NX];
-  for (int i = 0; i < NX; ++i) acc[i] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
-  for (int64_t j = 0; j < nb; ++j) {
-    const BlockQ6_K& b = w[j];
-    const float d = half(b.d);
-    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-    const __m256i sc_all = _mm256_cvtepi8_epi16(sc8);  // 16 scales as int16
-    __m256i isum[NX];
-    for (int i = 0; i < NX; ++i) {
-      // The -32 offset: 32 * sum over sub-blocks of scale * (sum of x), taken off in integers.
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i][j].bsums));
-      isum[i] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bs), 5));
-    }
-    for (int h = 0; h < 2; ++h) {
-      const uint8_t* ql = b.ql + 64 * h;
-      const __m256i qla = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-      const __m256i qlb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-      const __m256i qhv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-      __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(qla, m4), _mm256_slli_epi16(_mm256_and_si256(qhv, m3), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 2), m3), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 4), m3), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 6), m3), 4));
-      // Scales of this half in both 128-bit lanes; run c uses scale 2c (values 0-15 of the run,
-      // low lane of the maddubs result) and 2c + 1 (values 16-31, high lane).
-      const __m256i sc_h = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8)));
-      for (int c = 0; c < 4; ++c) {
-        const __m256i s_lo = broadcast_i16(sc_h, 2 * c), s_hi = broadcast_i16(sc_h, 2 * c + 1);
-        const __m256i s = _mm256_blend_epi32(s_lo, s_hi, 0xF0);
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const B& b = w[r][j];
+      const float d = half(b.d), dmin = half(b.dmin);
+      const __m128i sm = unpack_k4_scales(b.scales);
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // scales, both halves
+      const __m128i mn16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));             // mins as int16
+      __m256i isum[NX];
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) isum[i] = _mm256_setzero_si256();
+      __m256i qh = _mm256_setzero_si256();
+      if constexpr (Q5) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+      #pragma GCC unroll 16
+      for (int k = 0; k < 4; ++k) {
+        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * k));
+        __m256i lo = _mm256_and_si256(qv, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
+        if constexpr (Q5) {
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
+          qh = _mm256_srli_epi16(qh, 2);
+        }
+        const __m256i s_lo = broadcast_i16(sc16, 2 * k), s_hi = broadcast_i16(sc16, 2 * k + 1);
+        #pragma GCC unroll 16
         for (int i = 0; i < NX; ++i) {
-          const int8_t* xq = x[i][j].qs + 128 * h + 32 * c;
-          const __m256i p = _mm256_maddubs_epi16(q[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-          isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, s));
+          const int8_t* xq = x[i][j].qs + 64 * k;
+          const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+          const __m256i p_hi =
+              _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
+          isum[i] = _mm256_add_epi32(isum[i],
+                                     _mm256_add_epi32(_mm256_madd_epi16(p_lo, s_lo), _mm256_madd_epi16(p_hi, s_hi)));
         }
       }
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) {
+        __m128i ms = _mm_madd_epi16(xsum32[i], mn16);
+        ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, _MM_SHUFFLE(1, 0, 3, 2)));
+        ms = _mm_add_epi32(ms, _mm_shuffle_epi32(ms, _MM_SHUFFLE(2, 3, 0, 1)));
+        const float xd = x[i][j].d;
+        acc[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(isum[i]), acc[i][r]);
+        mins[i][r] -= dmin * xd * static_cast<float>(_mm_cvtsi128_si32(ms));
+      }
     }
-    for (int i = 0; i < NX; ++i)
-      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][j].d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
   }
-  for (int i = 0; i < NX; ++i) out[i] = hsum(acc[i]);
+  store_sums<NR, NX>(acc, mins, out);
 }
 
-using QuantDotFn = void (*)(const void*, const void* const*, int64_t, float*);
-
-template <template <int> class Dot>
-QuantDotFn pick(int nx) {
-  switch (nx) {
-    case 1: return Dot<1>::fn;
-    case 2: return Dot<2>::fn;
-    case 3: return Dot<3>::fn;
-    default: return Dot<4>::fn;
+template <int NR, int NX>
+void dot_q6_k(const void* const* wrows, const void* const* xrows, int64_t nb, float* out) {
+  const BlockQ6_K* w[NR];
+  const ActQ8K* x[NX];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) w[r] = static_cast<const BlockQ6_K*>(wrows[r]);
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8K*>(xrows[i]);
+  __m256 acc[NX][NR];
+  float zero[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      acc[i][r] = _mm256_setzero_ps();
+      zero[i][r] = 0;
+    }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  for (int64_t j = 0; j < nb; ++j) {
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const BlockQ6_K& b = w[r][j];
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+      __m256i isum[NX];
+      {
+        // The -32 level offset: 32 * sum over sub-blocks of scale * (sum of x), in integers.
+        const __m256i sc_all = _mm256_cvtepi8_epi16(sc8);
+        #pragma GCC unroll 16
+        for (int i = 0; i < NX; ++i) {
+          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i][j].bsums));
+          isum[i] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all, bs), 5));
+        }
+      }
+      #pragma GCC unroll 16
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = b.ql + 64 * h;
+        const __m256i qla = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+        const __m256i qlb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+        const __m256i qhv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(qla, m4), _mm256_slli_epi16(_mm256_and_si256(qhv, m3), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 2), m3), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 4), m3), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qhv, 6), m3), 4));
+        // Scales of this half in both 128-bit lanes; run c uses scale 2c for its values 0-15 (low
+        // lane of the maddubs result) and 2c + 1 for values 16-31 (high lane).
+        const __m256i sc_h = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h == 0 ? sc8 : _mm_unpackhi_epi64(sc8, sc8)));
+        #pragma GCC unroll 16
+        for (int c = 0; c < 4; ++c) {
+          const __m256i s = _mm256_blend_epi32(broadcast_i16(sc_h, 2 * c), broadcast_i16(sc_h, 2 * c + 1), 0xF0);
+          #pragma GCC unroll 16
+          for (int i = 0; i < NX; ++i) {
+            const int8_t* xq = x[i][j].qs + 128 * h + 32 * c;
+            const __m256i p = _mm256_maddubs_epi16(q[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+            isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, s));
+          }
+        }
+      }
+      const float d = half(b.d);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i)
+        acc[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][j].d), _mm256_cvtepi32_ps(isum[i]), acc[i][r]);
+    }
   }
+  store_sums<NR, NX>(acc, zero, out);
 }
-template <class K> struct LegacyDot { template <int NX> struct At { static constexpr QuantDotFn fn = dot_legacy<K, NX>; }; };
-template <int NX> struct Q8_0Dot { static constexpr QuantDotFn fn = dot_q8_0<NX>; };
-template <int NX> struct Q4KDot { static constexpr QuantDotFn fn = dot_q45_k<false, NX>; };
-template <int NX> struct Q5KDot { static constexpr QuantDotFn fn = dot_q45_k<true, NX>; };
-template <int NX> struct Q6KDot { static constexpr QuantDotFn fn = dot_q6_k<NX>; };
 
-QuantDotFn quant_dot(DType t, int nx) {
+using QuantDotFn = void (*)(const void* const*, const void* const*, int64_t, float*);
+
+// The kernels a type needs: [0] = 4 rows x 1 activation row, [k] = 1 row x k activation rows.
+struct QuantKernels {
+  QuantDotFn fn[5] = {nullptr};
+};
+
+template <template <int, int> class Dot>
+QuantKernels kernels_of() {
+  QuantKernels k;
+  k.fn[0] = Dot<4, 1>::fn;
+  k.fn[1] = Dot<1, 1>::fn;
+  k.fn[2] = Dot<1, 2>::fn;
+  k.fn[3] = Dot<1, 3>::fn;
+  k.fn[4] = Dot<1, 4>::fn;
+  return k;
+}
+template <class K> struct LegacyDot {
+  template <int NR, int NX> struct At { static constexpr QuantDotFn fn = dot_legacy<K, NR, NX>; };
+};
+template <int NR, int NX> struct Q8_0Dot { static constexpr QuantDotFn fn = dot_q8_0<NR, NX>; };
+template <int NR, int NX> struct Q4KDot { static constexpr QuantDotFn fn = dot_q45_k<false, NR, NX>; };
+template <int NR, int NX> struct Q5KDot { static constexpr QuantDotFn fn = dot_q45_k<true, NR, NX>; };
+template <int NR, int NX> struct Q6KDot { static constexpr QuantDotFn fn = dot_q6_k<NR, NX>; };
+
+const QuantKernels& quant_kernels(DType t) {
+  static const QuantKernels q4_0 = kernels_of<LegacyDot<Q4_0K>::At>(), q4_1 = kernels_of<LegacyDot<Q4_1K>::At>(),
+                            q5_0 = kernels_of<LegacyDot<Q5_0K>::At>(), q5_1 = kernels_of<LegacyDot<Q5_1K>::At>(),
+                            q8_0 = kernels_of<Q8_0Dot>(), q4_k = kernels_of<Q4KDot>(), q5_k = kernels_of<Q5KDot>(),
+                            q6_k = kernels_of<Q6KDot>();
   switch (t) {
-    case DType::Q4_0: return pick<LegacyDot<Q4_0K>::At>(nx);
-    case DType::Q4_1: return pick<LegacyDot<Q4_1K>::At>(nx);
-    case DType::Q5_0: return pick<LegacyDot<Q5_0K>::At>(nx);
-    case DType::Q5_1: return pick<LegacyDot<Q5_1K>::At>(nx);
-    case DType::Q8_0: return pick<Q8_0Dot>(nx);
-    case DType::Q4_K: return pick<Q4KDot>(nx);
-    case DType::Q5_K: return pick<Q5KDot>(nx);
-    case DType::Q6_K: return pick<Q6KDot>(nx);
-    default: return nullptr;
+    case DType::Q4_0: return q4_0;
+    case DType::Q4_1: return q4_1;
+    case DType::Q5_0: return q5_0;
+    case DType::Q5_1: return q5_1;
+    case DType::Q4_K: return q4_k;
+    case DType::Q5_K: return q5_k;
+    case DType::Q6_K: return q6_k;
+    default: return q8_0;  // matmul_rows_avx2 sends only quantized types here
   }
 }
 
@@ -447,20 +538,30 @@ void rows_quant(const MatmulTask& t, int64_t r0, int64_t r1) {
   const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
   const unsigned char* x = static_cast<const unsigned char*>(t.x);
   const int64_t rows = t.w.rows, m = t.m;
-  QuantDotFn fns[5] = {nullptr};
-  for (int k = 1; k <= 4; ++k) fns[k] = quant_dot(t.w.type, k);
-  const int64_t tile = std::max<int64_t>(1, static_cast<int64_t>((64 << 10) / std::max<size_t>(stride, 1)));
+  const QuantKernels& k = quant_kernels(t.w.type);
+  const int64_t tile = std::max<int64_t>(4, static_cast<int64_t>((64 << 10) / std::max<size_t>(stride, 1)));
   for (int64_t rt = r0; rt < r1; rt += tile) {
     const int64_t re = std::min(r1, rt + tile);
     for (int64_t i = 0; i < m; i += 4) {
       const int nx = static_cast<int>(std::min<int64_t>(4, m - i));
       const void* xr[4];
-      for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * t.x_stride;
-      const QuantDotFn fn = fns[nx];
-      float out[4];
-      for (int64_t r = rt; r < re; ++r) {
-        fn(base + static_cast<size_t>(r) * stride, xr, nb, out);
-        for (int k = 0; k < nx; ++k) t.y[(i + k) * rows + r] = out[k];
+      for (int c = 0; c < nx; ++c) xr[c] = x + (i + c) * t.x_stride;
+      float out[16];
+      int64_t r = rt;
+      if (nx == 1) {
+        for (; r + 4 <= re; r += 4) {
+          const void* wr[4];
+          #pragma GCC unroll 16
+          for (int c = 0; c < 4; ++c) wr[c] = base + static_cast<size_t>(r + c) * stride;
+          k.fn[0](wr, xr, nb, out);
+          #pragma GCC unroll 16
+          for (int c = 0; c < 4; ++c) t.y[i * rows + r + c] = out[c];
+        }
+      }
+      for (; r < re; ++r) {
+        const void* wr[1] = {base + static_cast<size_t>(r) * stride};
+        k.fn[nx](wr, xr, nb, out);
+        for (int c = 0; c < nx; ++c) t.y[(i + c) * rows + r] = out[c];
       }
     }
   }
@@ -485,6 +586,7 @@ void quantize_act_avx2(ActKind k, const float* x, int64_t n, void* dst) {
     } else {
       ActQ8K& a = static_cast<ActQ8K*>(dst)[b];
       a.d = d;
+      #pragma GCC unroll 16
       for (int c = 0; c < 8; ++c) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.qs + 32 * c), round_pack32(xb + 32 * c, idv, v));
         a.bsums[2 * c] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(v[0], v[1])));

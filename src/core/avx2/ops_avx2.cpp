@@ -3,6 +3,8 @@
 // use_avx2() holds. The scalar versions in core/ops.cpp are their reference.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "core/fp16.h"
 #include "core/ops.h"
 
@@ -85,7 +87,60 @@ void mix_impl(const float* p, const void* v, int64_t stride, int64_t n_ctx, int6
   }
 }
 
+// exp of 8 lanes: Cephes-style range reduction x = n ln2 + r (ln2 split in two for exactness),
+// a degree-6 polynomial for e^r, and 2^n built in the exponent bits; ~2 ulp. Inputs are clamped to
+// [-87, 88]: softmax only feeds x - max <= 0, and e^-87 is negligible against the max's 1.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, z, _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+}
+
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
 }  // namespace
+
+void softmax(float* x, int64_t n) {
+  const int64_t n8 = n & ~int64_t{7};
+  float mx = x[0];
+  if (n8 > 0) {
+    __m256 m = _mm256_loadu_ps(x);
+    for (int64_t j = 8; j < n8; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + j));
+    mx = hmax(m);
+  }
+  for (int64_t j = n8; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
+  const __m256 vmx = _mm256_set1_ps(mx);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n8; j += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), vmx));
+    _mm256_storeu_ps(x + j, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  double sum = hsum(acc);
+  for (int64_t j = n8; j < n; ++j) {
+    x[j] = std::exp(x[j] - mx);
+    sum += x[j];
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  for (int64_t j = 0; j < n8; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
+  for (int64_t j = n8; j < n; ++j) x[j] *= static_cast<float>(1.0 / sum);
+}
 
 void attention_scores(const float* q, const void* k, int64_t stride, DType kv_type, int64_t n_ctx,
                       int64_t head_dim, float scale, float* scores) {
