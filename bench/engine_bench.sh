@@ -26,27 +26,19 @@ shape_flags() {
   esac
 }
 
-# llama.cpp (commit c392e50) on this machine, from ../shared/docs/ANCHORS.md:
-# prefill 1t, decode 1t, prefill 2t, decode 2t
-declare -A anchor=(
-  [s15m.f32]="1896 149.0 3690 215" [s15m.f16]="1098 156.1 2273 251" [s15m.q8_0]="1414 323.4 2657 499.9"
-  [s15m.q4_0]="1584 336.8 2891 534.0" [s15m.q4_k]="1165 295.3 2209 474.0"
-  [s110m.f32]="177.1 24.20 345.9 37.75" [s110m.f16]="94.9 24.25 188.8 45.26" [s110m.q8_0]="115.0 57.68 219.4 92.14"
-  [s110m.q4_0]="129.5 67.19 246.9 111.66" [s110m.q4_k]="116.1 66.37 232.7 108.38"
-  [q500m.f32]="46.30 7.12 85.49 12.39" [q500m.f16]="24.70 7.16 46.80 13.55" [q500m.q8_0]="30.39 17.63 54.75 30.64"
-  [q500m.q4_0]="31.56 21.53 61.33 38.22" [q500m.q4_k]="22.38 14.99 43.80 27.84"
-)
-
+llama_bench=${LLAMA_BENCH:-}
 {
-  echo "# Engine benchmark: slm vs llama.cpp"
+  echo "# Engine benchmark: slm vs llama.cpp, same machine, same run"
   echo
-  echo "Command: \`bench/engine_bench.sh\` ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null || echo '?'))."
+  echo "Command: \`LLAMA_BENCH=/path/to/llama-bench bench/engine_bench.sh\` ($(date -u +%Y-%m-%d), slm $(git rev-parse --short HEAD 2>/dev/null || echo '?'))."
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores."
   echo "Each model: \`slm init ... --tie --vocab-from ggml-vocab-llama-spm.gguf --dtype TYPE\`, then"
-  echo "\`slm bench -m MODEL -p 128 -n 128 -r 3 -t T --json\`; medians in tokens/s. llama.cpp figures are"
-  echo "../shared/docs/ANCHORS.md (llama-bench, same machine, same shapes). Ratio = slm / llama.cpp."
+  echo "\`slm bench -m MODEL -p 128 -n 128 -r 3 -t T --json\` and, right after it on the same file,"
+  echo "\`llama-bench -m MODEL -p 128 -n 128 -r 3 -t T -o json\`. Medians in tokens/s; ratio = slm / llama.cpp."
+  echo "slm keeps its KV cache in F32, llama.cpp in F16 (each tool's default)."
   echo
-  echo "| model | type | types in file | MiB | prefill 1t | ratio | decode 1t | ratio | prefill 2t | ratio | decode 2t | ratio | peak RSS MiB (2t) |"
-  echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  echo "| model | type | types in file | MiB | threads | prefill slm | prefill llama.cpp | ratio | decode slm | decode llama.cpp | ratio | slm peak RSS MiB |"
+  echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 } >"$out.tmp"
 
 for shape in "${shapes[@]}"; do
@@ -57,21 +49,27 @@ for shape in "${shapes[@]}"; do
       $slm init --arch llama $(shape_flags "$shape") --tie --vocab-from "$vocab" --dtype "$t" -o "$m" >/dev/null
     fi
     types_in=$($slm info "$m" | sed -n 's/^types: //p' | sed -E 's/ \([^)]*\)//g')
-    j1=$($slm bench -m "$m" -p 128 -n 128 -r 3 -t 1 --json)
-    j2=$($slm bench -m "$m" -p 128 -n 128 -r 3 -t 2 --json)
-    read -r a_pp1 a_tg1 a_pp2 a_tg2 <<<"${anchor[$shape.$t]}"
-    python3 - "$shape" "$t" "$types_in" "$j1" "$j2" "$a_pp1" "$a_tg1" "$a_pp2" "$a_tg2" >>"$out.tmp" <<'PY'
-import json, sys
-shape, t, types_in, j1, j2 = sys.argv[1:6]
-a = [float(x) for x in sys.argv[6:10]]
-j1, j2 = json.loads(j1), json.loads(j2)
-v = [j1["prefill_tps"]["median"], j1["decode_tps"]["median"], j2["prefill_tps"]["median"], j2["decode_tps"]["median"]]
-cells = []
-for x, y in zip(v, a):
-    cells += [f"{x:.1f}", f"{x / y:.2f}"]
-print(f"| {shape} | {t} | {types_in} | {j2['file_mib']:.1f} | " + " | ".join(cells) + f" | {j2['peak_rss_mib']:.0f} |")
+    for th in 1 2; do
+      js=$($slm bench -m "$m" -p 128 -n 128 -r 3 -t "$th" --json)
+      jl='[]'
+      [[ -n $llama_bench ]] && jl=$("$llama_bench" -m "$m" -p 128 -n 128 -r 3 -t "$th" -o json 2>/dev/null)
+      python3 - "$shape" "$t" "$types_in" "$th" "$js" "$jl" >>"$out.tmp" <<'PY'
+import json, statistics, sys
+shape, t, types_in, th, js, jl = sys.argv[1:7]
+s, l = json.loads(js), json.loads(jl)
+def llama(kind):
+    for e in l:
+        if (kind == "pp" and e["n_prompt"] > 0 and e["n_gen"] == 0) or (kind == "tg" and e["n_gen"] > 0 and e["n_prompt"] == 0):
+            return statistics.median(e["samples_ts"])
+    return None
+row = [shape, t, types_in, f"{s['file_mib']:.1f}", th]
+for ours, theirs in ((s["prefill_tps"]["median"], llama("pp")), (s["decode_tps"]["median"], llama("tg"))):
+    row += [f"{ours:.1f}", f"{theirs:.1f}" if theirs else "-", f"{ours / theirs:.2f}" if theirs else "-"]
+row.append(f"{s['peak_rss_mib']:.0f}")
+print("| " + " | ".join(str(c) for c in row) + " |")
 PY
-    tail -1 "$out.tmp"
+      tail -1 "$out.tmp"
+    done
   done
 done
 mv "$out.tmp" "$out"

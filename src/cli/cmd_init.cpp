@@ -141,6 +141,25 @@ void write_byte_vocab(GgufWriter& w) {
   w.set_bool("tokenizer.ggml.add_bos_token", false);
 }
 
+// general.file_type: the llama.cpp "ftype" of the requested type (GGUF tools print it as the
+// model's type; K-quant files without a mix are the "_S" variants).
+uint32_t llama_file_type(DType t) {
+  switch (t) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q4_K: return 14;
+    case DType::Q5_K: return 16;
+    case DType::Q6_K: return 18;
+    case DType::BF16: return 32;
+    default: return 0;
+  }
+}
+
 void check_positive(int64_t v, const char* flag) {
   if (v <= 0) throw Error(std::string(flag) + " must be a positive integer, got " + std::to_string(v));
 }
@@ -195,6 +214,7 @@ void run_init(const InitFlags& f) {
   w.set_string("general.architecture", a);
   w.set_string("general.name", "slm-init " + a + " d" + std::to_string(f.dim) + " l" + std::to_string(f.layers));
   w.set_u32("general.alignment", 32);
+  w.set_u32("general.file_type", llama_file_type(*dtype));
   w.set_u32(a + ".context_length", static_cast<uint32_t>(f.ctx));
   w.set_u32(a + ".embedding_length", static_cast<uint32_t>(f.dim));
   w.set_u32(a + ".block_count", static_cast<uint32_t>(f.layers));
