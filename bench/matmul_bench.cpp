@@ -1,6 +1,6 @@
 // matmul micro-benchmarks: every weight type, the shapes of small models' layers
 // ([32000 x 288] output, [768 x 288] / [288 x 768] FFN of a dim-288 model, [4864 x 896] Qwen2-0.5B
-// FFN), decode (m = 1) and prefill (m = 128), 1 and 2 threads.
+// FFN, [2048 x 768] / [768 x 2048] FFN of a dim-768 model, [32000 x 768] its output: bigger than L3), decode (m = 1) and prefill (m = 128), 1 and 2 threads.
 // Reports weight bandwidth (W_GB/s: weight bytes read per second, the decode figure of merit) and
 // GFLOP/s (2 * m * rows * cols per second, the prefill one).
 // Run: build/bench/matmul_bench [--benchmark_filter=q4_0/32000] ; SLM_FORCE_SCALAR=1 for the
@@ -25,7 +25,7 @@ const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DTyp
 struct Shape {
   int64_t rows, cols;
 };
-const Shape kShapes[] = {{32000, 288}, {768, 288}, {288, 768}, {4864, 896}};
+const Shape kShapes[] = {{32000, 288}, {768, 288}, {288, 768}, {4864, 896}, {2048, 768}, {768, 2048}, {32000, 768}};
 
 // K-quant rows need cols % 256 == 0; 288 and 896 are not (llama.cpp falls back to other types for
 // such tensors), so K-quants run those shapes with cols rounded down to 256 and 768; the reported

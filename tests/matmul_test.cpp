@@ -147,6 +147,48 @@ TEST_P(MatmulTypes, Avx2) {
   check_type(GetParam(), true);
 }
 
+// Where the CPU has AVX-512 VNNI the Avx2 test above runs the VNNI variants of the legacy and
+// Q8_0 kernels; this one runs the plain AVX2 ones (on any AVX2 CPU).
+TEST_P(MatmulTypes, Avx2WithoutVnni) {
+  const bool prev = set_use_avx2(true);
+  const bool have = use_avx2();
+  set_use_avx2(prev);
+  if (!have) GTEST_SKIP() << "this CPU or build has no AVX2 kernels";
+  const bool prev_vnni = set_use_avx512_vnni(false);
+  check_type(GetParam(), true);
+  set_use_avx512_vnni(prev_vnni);
+}
+
+TEST_P(MatmulTypes, Avx512VnniMatchesAvx2) {
+  const DType t = GetParam();
+  const bool prev = set_use_avx2(true);
+  const bool prev_vnni = set_use_avx512_vnni(true);
+  if (!use_avx2() || !use_avx512_vnni()) {
+    set_use_avx2(prev);
+    set_use_avx512_vnni(prev_vnni);
+    GTEST_SKIP() << "no AVX-512 VNNI kernels";
+  }
+  ThreadPool pool(2);
+  const Weights w = make_weights(t, 67, 1024, 97);
+  for (int64_t m : {1, 4, 9}) {
+    const auto x = make_input(m, 1024, 96);
+    std::vector<float> yv(static_cast<size_t>(m * 67)), ya(yv.size());
+    matmul(pool, w.view, x.data(), m, yv.data());
+    set_use_avx512_vnni(false);
+    matmul(pool, w.view, x.data(), m, ya.data());
+    set_use_avx512_vnni(true);
+    // Same integer sums and the same float operations in the same order, bar one product
+    // (d_w * d_x) rounded before or after: agreement to float rounding.
+    std::vector<float> xq(x.size());
+    for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * 1024, 1024, xq.data() + i * 1024);
+    std::vector<double> abs_wx, act_bound;
+    magnitudes(w.view, x, xq, m, abs_wx, act_bound);
+    for (size_t k = 0; k < ya.size(); ++k) ASSERT_NEAR(yv[k], ya[k], 2e-5 * abs_wx[k]) << "m=" << m << " " << k;
+  }
+  set_use_avx2(prev);
+  set_use_avx512_vnni(prev_vnni);
+}
+
 // The two kernel families agree within float rounding on the same quantized activations.
 TEST_P(MatmulTypes, ScalarMatchesAvx2) {
   const DType t = GetParam();

@@ -94,6 +94,7 @@ void run_generate(const GenerateFlags& f) {
     return;
   }
   std::printf("\n");
+  std::fflush(stdout);
   {
     const size_t gen = r.tokens.size();
     std::fprintf(stderr, "[prompt %zu tokens, %.1f tok/s; generated %zu tokens, %.1f tok/s; stop: %s]\n",

@@ -15,6 +15,8 @@ CpuFeatures detect() {
   f.fma = __builtin_cpu_supports("fma");
   // GCC has no "f16c" name for __builtin_cpu_supports in all versions; every AVX2 CPU has F16C.
   f.f16c = f.avx2;
+  f.avx512vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
   return f;
 }
@@ -32,6 +34,17 @@ bool initial_avx2() {
 
 std::atomic<bool>& avx2_flag() {
   static std::atomic<bool> flag{initial_avx2()};
+  return flag;
+}
+
+bool initial_vnni() {
+  const char* off = std::getenv("SLM_NO_AVX512");
+  if (off && std::strcmp(off, "0") != 0 && off[0] != '\0') return false;
+  return cpu_features().avx512vnni;
+}
+
+std::atomic<bool>& vnni_flag() {
+  static std::atomic<bool> flag{initial_vnni()};
   return flag;
 }
 
@@ -53,5 +66,9 @@ bool set_use_avx2(bool on) {
 #endif
   return avx2_flag().exchange(on);
 }
+
+bool use_avx512_vnni() { return vnni_flag().load(std::memory_order_relaxed); }
+
+bool set_use_avx512_vnni(bool on) { return vnni_flag().exchange(on && cpu_features().avx512vnni); }
 
 }  // namespace slm

@@ -8,6 +8,9 @@ struct CpuFeatures {
   bool avx2 = false;
   bool fma = false;
   bool f16c = false;
+  // AVX-512 F/BW/VL + VNNI: the AVX2 kernels then use vpdpbusd (8-bit dot products into 32-bit
+  // sums in one instruction) on 256-bit vectors.
+  bool avx512vnni = false;
 };
 
 const CpuFeatures& cpu_features();
@@ -15,5 +18,9 @@ const CpuFeatures& cpu_features();
 bool use_avx2();
 // Tests switch kernels explicitly; returns the previous setting.
 bool set_use_avx2(bool on);
+// True when the AVX2 kernels may also use AVX-512 VNNI instructions (CPU has them, not disabled by
+// SLM_NO_AVX512=1). Tests switch it to cover both variants; returns the previous setting.
+bool use_avx512_vnni();
+bool set_use_avx512_vnni(bool on);
 
 }  // namespace slm
