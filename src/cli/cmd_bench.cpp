@@ -1,6 +1,6 @@
 // slm bench: prefill and decode speed of a model, measured like llama-bench: a prefill of -p
 // tokens into an empty cache, and a decode of -n tokens one at a time from an empty cache, each
-// repeated -r times after one warm-up; medians and spread (min..max) over the repetitions, the
+// repeated -r times after one warm-up (decode feeds random tokens, as llama-bench does); medians and spread (min..max) over the repetitions, the
 // load time and the process's peak resident memory.
 #include <sys/resource.h>
 
@@ -92,7 +92,7 @@ void run_bench(const BenchFlags& f) {
       const auto t0 = Clock::now();
       for (int i = 0; i < f.gen; ++i) {
         tr.forward(&tok, 1, kv, logits.data());
-        tok = argmax(logits);
+        tok = pick(rng);  // like llama-bench: the speed of the model, not of a sampler
       }
       const double s = seconds_since(t0);
       if (rep > 0) tg.push_back(f.gen / s);

@@ -5,8 +5,9 @@
 //   K-quants (Q4_K, Q5_K, Q6_K):  ActQ8K super-blocks of 256, one float scale and sums per 16.
 // Float weights (F32, F16, BF16) take the float activations as they are.
 // Every kernel has a portable version (core/matmul_scalar.cpp) and an AVX2/FMA/F16C version
-// (core/avx2/matmul_avx2.cpp); both quantize activations to the same bytes, so they differ only by
-// float summation order.
+// (core/avx2/matmul_avx2.cpp, which also holds AVX-512 VNNI variants chosen at run time by
+// use_avx512_vnni()); all quantize activations to the same bytes, so they differ only by float
+// summation order.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <string>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -16,8 +17,18 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spin iterations before a worker sleeps (about 50-100 microseconds).
+// Spin iterations before an idle worker sleeps, or before a waiting caller starts yielding.
 constexpr int kSpinIterations = 20000;
+// Chunks per thread in parallel_for: enough for a fast thread to take over a slow one's share.
+constexpr int64_t kChunksPerThread = 4;
+
+inline uint64_t pack(uint32_t gen, int64_t n_tasks, int64_t next) {
+  return (static_cast<uint64_t>(gen) << 32) | (static_cast<uint64_t>(n_tasks) << 16) |
+         static_cast<uint64_t>(next);
+}
+inline uint32_t gen_of(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
+inline int64_t tasks_of(uint64_t v) { return static_cast<int64_t>((v >> 16) & 0xffff); }
+inline int64_t next_of(uint64_t v) { return static_cast<int64_t>(v & 0xffff); }
 
 }  // namespace
 
@@ -29,7 +40,7 @@ int default_thread_count() {
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
   if (n_threads < 1 || n_threads > 1024)
     throw Error("thread count must be between 1 and 1024, got " + std::to_string(n_threads));
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -42,10 +53,22 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::work(uint32_t gen) {
+  uint64_t v = next_.load(std::memory_order_acquire);
   for (;;) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
+    if (gen_of(v) != gen || next_of(v) >= tasks_of(v)) return;
+    if (!next_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+      continue;
+    (*task_)(next_of(v));
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    v = next_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::worker_loop() {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t gen = generation_.load(std::memory_order_acquire);
     for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
       cpu_relax();
       gen = generation_.load(std::memory_order_acquire);
@@ -57,34 +80,39 @@ void ThreadPool::worker_loop(int index) {
     }
     seen = gen;
     if (stop_.load()) return;
-    (*job_)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    work(gen);
   }
 }
 
-void ThreadPool::run(const std::function<void(int)>& fn) {
-  if (n_threads_ == 1) {
-    fn(0);
+void ThreadPool::run_tasks(int64_t n_tasks, const std::function<void(int64_t)>& task) {
+  if (n_tasks <= 0) return;
+  if (n_threads_ == 1 || n_tasks == 1) {
+    for (int64_t i = 0; i < n_tasks; ++i) task(i);
     return;
   }
-  job_ = &fn;
-  pending_.store(n_threads_ - 1, std::memory_order_release);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  task_ = &task;
+  done_.store(0, std::memory_order_relaxed);
+  next_.store(pack(gen, n_tasks, 0), std::memory_order_release);
   {
     // Taking the mutex orders the increment with a worker that is about to sleep.
     std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+    generation_.store(gen, std::memory_order_release);
   }
   wake_.notify_all();
-  fn(0);
-  // Spin first (the workers usually finish within microseconds); yield after a while so that an
-  // oversubscribed machine can still schedule the worker this thread is waiting for.
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+  work(gen);
+  // Only tasks that a worker claimed and is still running are left.
+  for (int spin = 0; done_.load(std::memory_order_acquire) != n_tasks; ++spin) {
     if (spin < kSpinIterations)
       cpu_relax();
     else
       std::this_thread::yield();
   }
-  job_ = nullptr;
+}
+
+void ThreadPool::run(const std::function<void(int)>& fn) {
+  const std::function<void(int)>* f = &fn;
+  run_tasks(n_threads_, [f](int64_t i) { (*f)(static_cast<int>(i)); });
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
@@ -92,22 +120,20 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t blocks = (n + grain - 1) / grain;
-  const int threads = static_cast<int>(std::min<int64_t>(n_threads_, blocks));
-  if (threads <= 1) {
+  const int64_t chunks = std::min<int64_t>({blocks, n_threads_ * kChunksPerThread, kMaxTasks});
+  if (n_threads_ == 1 || chunks <= 1) {
     fn(0, n);
     return;
   }
   // One pointer captured: the std::function stays in its small buffer (no allocation per call,
   // which matters at dozens of parallel regions per decoded token).
   struct Job {
-    int64_t n, grain, blocks;
-    int threads;
+    int64_t n, grain, blocks, chunks;
     const std::function<void(int64_t, int64_t)>* fn;
-  } job{n, grain, blocks, threads, &fn};
+  } job{n, grain, blocks, chunks, &fn};
   const Job* j = &job;
-  run([j](int t) {
-    if (t >= j->threads) return;
-    const int64_t b0 = j->blocks * t / j->threads, b1 = j->blocks * (t + 1) / j->threads;
+  run_tasks(chunks, [j](int64_t c) {
+    const int64_t b0 = j->blocks * c / j->chunks, b1 = j->blocks * (c + 1) / j->chunks;
     const int64_t begin = b0 * j->grain, end = std::min(j->n, b1 * j->grain);
     if (begin < end) (*j->fn)(begin, end);
   });

@@ -1,10 +1,14 @@
 // AVX2/FMA/F16C row kernels (compiled with -mavx2 -mfma -mf16c; called only when use_avx2()).
 // Float weights: a register-blocked dot-product micro-kernel, NR weight rows x NX activation rows
-// per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers;
-// 4 x 1 for decode). Quantized weights: each weight block is unpacked once into bytes and
-// multiplied with up to 4 activation rows by _mm256_maddubs_epi16 (unsigned weight levels x signed
-// 8-bit activations) and _mm256_madd_epi16; offsets (-8, -16, -32) and mins are applied through
-// the activation block sums, so the inner loops never subtract.
+// per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers);
+// decode (m = 1) has its own 4-row kernel with software prefetch of the rows ahead (memory-bound).
+// Quantized weights: each weight block is unpacked once into bytes and multiplied with up to 4
+// activation rows by _mm256_maddubs_epi16 (unsigned weight levels x signed 8-bit activations) and
+// _mm256_madd_epi16; offsets (-8, -16, -32) and mins are applied through the activation block
+// sums, so the inner loops never subtract.
+// Where the CPU has AVX-512 VNNI (use_avx512_vnni()), functions marked SLM_VNNI replace the legacy
+// and Q8_0 kernels: vpdpbusd does maddubs + madd in one instruction, Q4_0 / Q8_0 take two blocks
+// per 512-bit vector, and the 32 registers allow 4 x 4 prefill tiles and 8-row decode.
 // Loop order for prefill: weight rows in tiles of about 64 KiB (stay in L2) x activation rows in
 // groups of 4 (stay in L1) x rows of the tile, so each weight byte is read from memory once per call.
 #include <immintrin.h>
@@ -229,9 +233,10 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
 
 // ---------------------------------------------------------------------------------------------
 // Quantized weights. Every kernel is dot<NR, NX>(NR weight rows, NX activation rows, blocks per
-// row, out[NX * NR]): decode uses NR = 4, NX = 1 (four independent accumulator chains, each
-// activation block loaded once for four rows); prefill uses NR = 1, NX = 4 (each weight block
-// unpacked once for four activation rows).
+// row, out[NX * NR]): decode uses NR = 4 (8 with VNNI), NX = 1 (independent accumulator chains,
+// each activation block loaded once for all rows); prefill uses tiles of NR = 2 (4 with VNNI)
+// x NX = 4 for legacy quants and Q8_0 (each weight block unpacked once for four activation rows,
+// each activation block loaded once for the NR rows), NR = 1 x NX = 4 for K-quants and leftovers.
 
 
 template <int NR, int NX>
@@ -474,80 +479,114 @@ SLM_VNNI void dot_q8_0_vnni(const void* const* wrows, const void* const* xrows, 
 // Prefill tile for Q4_0 with 512-bit VNNI: 4 weight rows x 4 activation rows, two blocks per
 // vector (lanes 0-7 block j, 8-15 block j + 1). Where 512-bit instructions run as two 256-bit
 // halves (Zen 4) this halves the instruction count of the 256-bit kernel rather than the work.
+// GCC 12's 512-bit insert / shuffle intrinsics pass an "undefined" vector as the masked-off
+// source, which -Wmaybe-uninitialized reports at every use (a false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 SLM_VNNI inline __m512i q4_0_levels2(const BlockQ4_0& a, const BlockQ4_0& b) {
   // [a.qs | b.qs] and the same >> 4, reordered to a low, a high, b low, b high nibbles.
   const __m256i t = _mm256_inserti128_si256(
       _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.qs))),
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs)), 1);
-  const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+  const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
   return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
 }
 
 SLM_VNNI inline __m512 pair_ps(float a, float b) {
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(a))),
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(a))),
                                              _mm256_castps_pd(_mm256_set1_ps(b)), 1));
 }
 
-SLM_VNNI void tile_q4_0_zmm(const void* const* wrows, const void* const* xrows, int64_t nb, float* out) {
-  const BlockQ4_0* w[4];
-  const ActQ8* x[4];
-  #pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {
-    w[k] = static_cast<const BlockQ4_0*>(wrows[k]);
-    x[k] = static_cast<const ActQ8*>(xrows[k]);
+struct Q4_0Z {
+  using B = BlockQ4_0;
+  static constexpr bool kSigned = false;
+  SLM_VNNI static __m512i levels2(const B& a, const B& b) { return q4_0_levels2(a, b); }
+  SLM_VNNI static __m256i levels(const B& a) { return Q4_0K::levels(a); }
+};
+struct Q8_0Z {
+  using B = BlockQ8_0;
+  static constexpr bool kSigned = true;  // levels are signed: |q| x (x * sign(q))
+  SLM_VNNI static __m512i levels2(const B& a, const B& b) {
+    return _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs))),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), 1);
   }
-  __m512 acc[4][4];
-  #pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i)
-    #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) acc[i][r] = _mm512_setzero_ps();
+  SLM_VNNI static __m256i levels(const B& a) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)); }
+};
+
+// NR weight rows x NX activation rows; out[i * NR + r]. Used for prefill (4 x 4) and decode (8 x 1).
+template <class K, int NR, int NX>
+SLM_VNNI void dot_zmm(const void* const* wrows, const void* const* xrows, int64_t nb, float* out) {
+  using B = typename K::B;
+  const B* w[NR];
+  const ActQ8* x[NX];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) w[r] = static_cast<const B*>(wrows[r]);
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) x[i] = static_cast<const ActQ8*>(xrows[i]);
+  __m512 acc[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
   int64_t j = 0;
   for (; j + 2 <= nb; j += 2) {
-    __m512i xv[4], off[4];
-    __m512 da[4];
-    #pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
+    __m512i xv[NX], off[NX];
+    __m512 da[NX];
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i) {
       const ActQ8& a = x[i][j];
       const ActQ8& b = x[i][j + 1];
-      xv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs))),
+      xv[i] = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs))),
                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), 1);
-      off[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(-a.sum)), _mm256_set1_epi32(-b.sum), 1);
+      if constexpr (!K::kSigned)
+        off[i] = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi32(-a.sum)), _mm256_set1_epi32(-b.sum), 1);
       da[i] = pair_ps(a.d, b.d);
     }
-    #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      const __m512i q = q4_0_levels2(w[r][j], w[r][j + 1]);
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const __m512i q = K::levels2(w[r][j], w[r][j + 1]);
       const __m512 dw = pair_ps(half(w[r][j].d), half(w[r][j + 1].d));
-      #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
-        const __m512i p = _mm512_dpbusd_epi32(off[i], q, xv[i]);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) {
+        __m512i p;
+        if constexpr (K::kSigned) {
+          const __m512i xs = _mm512_mask_sub_epi8(xv[i], _mm512_movepi8_mask(q), _mm512_setzero_si512(), xv[i]);
+          p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(q), xs);
+        } else {
+          p = _mm512_dpbusd_epi32(off[i], q, xv[i]);
+        }
         acc[i][r] = _mm512_fmadd_ps(_mm512_mul_ps(dw, da[i]), _mm512_cvtepi32_ps(p), acc[i][r]);
       }
     }
   }
-  __m256 acc2[4][4];
-  #pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i)
-    #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r)
-      acc2[i][r] = _mm256_add_ps(_mm512_castps512_ps256(acc[i][r]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][r]), 1)));
-  for (; j < nb; ++j) {  // odd block count: the last block as in dot_legacy_vnni
-    #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      const __m256i q = Q4_0K::levels(w[r][j]);
+  __m256 acc2[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r)
+      acc2[i][r] = _mm256_add_ps(_mm512_castps512_ps256(acc[i][r]),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][r]), 1)));
+  for (; j < nb; ++j) {  // odd block count: the last block on 256-bit vectors
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const __m256i q = K::levels(w[r][j]);
       const __m256 dw = _mm256_set1_ps(half(w[r][j].d));
-      #pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i) {
         const ActQ8& a = x[i][j];
-        const __m256i p = _mm256_dpbusd_epi32(_mm256_set1_epi32(-a.sum), q,
-                                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)));
+        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
+        const __m256i p = K::kSigned
+                              ? _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(q), _mm256_sign_epi8(xq, q))
+                              : _mm256_dpbusd_epi32(_mm256_set1_epi32(-a.sum), q, xq);
         acc2[i][r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(p), acc2[i][r]);
       }
     }
   }
-  const float zero[4][4] = {};
-  store_sums<4, 4>(acc2, zero, out);
+  float zero[NX][NR] = {};
+  store_sums<NR, NX>(acc2, zero, out);
 }
+#pragma GCC diagnostic pop
 
 // ---------------------------------------------------------------------------------------------
 // K-quants x ActQ8K.
@@ -759,8 +798,13 @@ template <int NR, int NX> struct Q4KDot { static constexpr QuantDotFn fn = dot_q
 template <int NR, int NX> struct Q5KDot { static constexpr QuantDotFn fn = dot_q45_k<true, NR, NX>; };
 template <int NR, int NX> struct Q6KDot { static constexpr QuantDotFn fn = dot_q6_k<NR, NX>; };
 
-QuantKernels with_tile(QuantKernels k, QuantDotFn tile4x4) {
-  k.tile = tile4x4;
+// Q4_0 and Q8_0 with VNNI: the two-blocks-per-vector kernels for the 8-row decode and 4 x 4 tiles.
+template <class K>
+QuantKernels with_zmm(QuantKernels k) {
+  k.fn[0] = dot_zmm<K, 8, 1>;
+  k.decode_rows = 8;
+  k.tile = dot_zmm<K, 4, 4>;
+  k.tile_rows = 4;
   return k;
 }
 
@@ -776,11 +820,11 @@ const QuantKernels& quant_kernels(DType t) {
                             q5_1 = kernels_of<LegacyDot<Q5_1K>::At>(kTileAvx2),
                             q8_0 = kernels_of<Q8_0Dot>(kTileAvx2), q4_k = kernels_of<Q4KDot>(),
                             q5_k = kernels_of<Q5KDot>(), q6_k = kernels_of<Q6KDot>();
-  static const QuantKernels v4_0 = with_tile(kernels_of<LegacyDotVnni<Q4_0K>::At>(kTileVnni, kDecodeVnni), tile_q4_0_zmm),
+  static const QuantKernels v4_0 = with_zmm<Q4_0Z>(kernels_of<LegacyDotVnni<Q4_0K>::At>(kTileVnni, kDecodeVnni)),
                             v4_1 = kernels_of<LegacyDotVnni<Q4_1K>::At>(kTileVnni, kDecodeVnni),
                             v5_0 = kernels_of<LegacyDotVnni<Q5_0K>::At>(kTileVnni, kDecodeVnni),
                             v5_1 = kernels_of<LegacyDotVnni<Q5_1K>::At>(kTileVnni, kDecodeVnni),
-                            v8_0 = kernels_of<Q8_0DotVnni>(kTileVnni, kDecodeVnni);
+                            v8_0 = with_zmm<Q8_0Z>(kernels_of<Q8_0DotVnni>(kTileVnni, kDecodeVnni));
   const bool vnni = use_avx512_vnni();
   switch (t) {
     case DType::Q4_0: return vnni ? v4_0 : q4_0;
