@@ -857,9 +857,16 @@ void rows_quant(const MatmulTask& t, int64_t r0, int64_t r1) {
       int64_t r = rt;
       if (nx == 1) {
         const int dr = k.decode_rows;
+        // The dr rows are one contiguous region read as dr interleaved streams, which the
+        // hardware prefetcher follows late; so fetch the group after next ahead of time.
+        const unsigned char* const limit = base + static_cast<size_t>(r1) * stride;
+        const size_t group = static_cast<size_t>(dr) * stride;
         for (; r + dr <= re; r += dr) {
           const void* wr[8];
           for (int c = 0; c < dr; ++c) wr[c] = base + static_cast<size_t>(r + c) * stride;
+          const unsigned char* pf = base + static_cast<size_t>(r + 2 * dr) * stride;
+          for (size_t off = 0; off < group && pf + off < limit; off += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(pf + off), _MM_HINT_T0);
           k.fn[0](wr, xr, nb, t.y + i * rows + r);  // i = 0: out[c] is y[r + c]
         }
       }
