@@ -2,7 +2,7 @@
 // Layouts follow ggml (ggml-common.h / ggml-quants.c), the definition GGUF files use:
 //   Q4_0/Q4_1: qs[j] low nibble = value j, high nibble = value j + 16.
 //   Q5_0/Q5_1: as Q4, plus bit j of the little-endian uint32 qh = bit 4 of value j (j < 32).
-//   Q4_K: 8 sub-blocks of 32 with 6-bit scale/min packed in 12 bytes (see scale_min_k4); each run
+//   Q4_K: 8 sub-blocks of 32 with 6-bit scale/min packed in 12 bytes (see k_scale_min); each run
 //         of 64 values takes 32 bytes of qs: low nibbles = first 32, high nibbles = next 32.
 //   Q5_K: as Q4_K, plus qh[l] bit 2k / 2k+1 = bit 4 of value 64k + l / 64k + 32 + l.
 //   Q6_K: two halves of 128; in half h, with ql = ql + 64h, qh = qh + 32h, for l < 32:
@@ -19,17 +19,6 @@
 
 namespace slm {
 namespace {
-
-// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block.
-void scale_min_k4(int j, const uint8_t* s, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
 
 uint32_t load_u32(const uint8_t* p) {
   uint32_t v;
@@ -105,7 +94,7 @@ void decode_block(DType t, const void* row, int64_t index, DecodedBlock& o) {
       o.has_bias = true;
       for (int j = 0; j < 8; ++j) {
         int s, m;
-        scale_min_k4(j, sc, s, m);
+        k_scale_min(j, sc, s, m);
         o.scale[j] = d * static_cast<float>(s);
         o.bias[j] = -(dmin * static_cast<float>(m));  // ggml: d1 * q - m1
       }

@@ -140,16 +140,6 @@ void pack_scale_min(uint8_t* s, int j, uint8_t ls, uint8_t lm) {
   }
 }
 
-void unpack_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 // Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fills d, dmin, scales and the levels L[256].
 void quantize_k_scales(const float* x, int nmax, float rmin, int nstep, uint16_t& d_out,
                        uint16_t& dmin_out, uint8_t* scales_out, uint8_t* L) {
@@ -179,7 +169,7 @@ void quantize_k_scales(const float* x, int nmax, float rmin, int nstep, uint16_t
   dmin_out = fp32_to_fp16(max_min / 63.f);
   for (int j = 0; j < 8; ++j) {
     int sc, m;
-    unpack_scale_min(scales_out, j, sc, m);
+    k_scale_min(j, scales_out, sc, m);
     const float d = fp16_to_fp32(d_out) * sc;
     if (d == 0.0f) continue;
     const float dm = fp16_to_fp32(dmin_out) * m;

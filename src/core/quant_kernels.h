@@ -32,4 +32,16 @@ void quantize_row_q4_k(const float* x, void* dst, int64_t n);
 void quantize_row_q5_k(const float* x, void* dst, int64_t n);
 void quantize_row_q6_k(const float* x, void* dst, int64_t n);
 
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block, unpacked from its
+// 12 scale bytes as the GGUF specification packs them.
+inline void k_scale_min(int j, const uint8_t* scales, int& sc, int& m) {
+  if (j < 4) {
+    sc = scales[j] & 63;
+    m = scales[j + 4] & 63;
+  } else {
+    sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
+    m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+  }
+}
+
 }  // namespace slm

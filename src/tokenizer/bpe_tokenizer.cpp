@@ -59,10 +59,7 @@ class BpeTokenizer final : public BasicTokenizer {
   TextMap ranks_;  // "left\xFFright" -> rank
 };
 
-struct Symbol {
-  int32_t prev, next;
-  uint32_t off, n;  // bytes of the mapped word; n == 0: merged away
-};
+using Symbol = MergeSymbol;
 
 struct Bigram {
   int32_t rank;
@@ -106,15 +103,7 @@ void BpeTokenizer::encode_word(const std::string& w, std::vector<int32_t>& out,
       out.push_back(id);
       return;
     }
-  std::vector<Symbol> sym;
-  sym.reserve(w.size());
-  for (size_t off = 0; off < w.size();) {
-    const size_t n = std::min(utf8_len(static_cast<unsigned char>(w[off])), w.size() - off);
-    const auto i = static_cast<int32_t>(sym.size());
-    sym.push_back({i - 1, off + n == w.size() ? -1 : i + 1, static_cast<uint32_t>(off),
-                   static_cast<uint32_t>(n)});
-    off += n;
-  }
+  std::vector<Symbol> sym = utf8_symbols(w);
 
   std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
   auto try_add = [&](int32_t l, int32_t r) {

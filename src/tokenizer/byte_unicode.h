@@ -4,9 +4,11 @@
 // Also small UTF-8 helpers shared by the tokenizers.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace slm {
 
@@ -32,5 +34,26 @@ int32_t utf8_decode(std::string_view s, size_t& i);
 
 // Appends the UTF-8 encoding of `cp` (0..0x10FFFF) to out.
 void utf8_append(std::string& out, uint32_t cp);
+
+// One character of a word in the chain that the BPE and SPM merge loops shrink: bytes
+// [off, off + n) of the word (n == 0: merged away), neighbours in the live chain (-1 at the ends).
+struct MergeSymbol {
+  int32_t prev, next;
+  uint32_t off, n;
+};
+
+// The characters of `word` (as utf8_len splits them) as a linked chain, in order.
+inline std::vector<MergeSymbol> utf8_symbols(std::string_view word) {
+  std::vector<MergeSymbol> sym;
+  sym.reserve(word.size());
+  for (size_t off = 0; off < word.size();) {
+    const size_t n = std::min(utf8_len(static_cast<unsigned char>(word[off])), word.size() - off);
+    const auto i = static_cast<int32_t>(sym.size());
+    sym.push_back({i - 1, off + n == word.size() ? -1 : i + 1, static_cast<uint32_t>(off),
+                   static_cast<uint32_t>(n)});
+    off += n;
+  }
+  return sym;
+}
 
 }  // namespace slm

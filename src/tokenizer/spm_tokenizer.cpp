@@ -64,10 +64,7 @@ class SpmTokenizer final : public BasicTokenizer {
   bool cut_at_spaces_ = false;
 };
 
-struct Symbol {
-  int32_t prev, next;  // neighbours in the live chain, -1 at the ends
-  uint32_t off, n;     // bytes [off, off + n) of the escaped text; n == 0: merged away
-};
+using Symbol = MergeSymbol;
 
 struct Bigram {
   float score;
@@ -108,15 +105,7 @@ void SpmTokenizer::encode_fragment(std::string_view text, bool after_special,
 
 void SpmTokenizer::merge(std::string_view s, std::vector<int32_t>& out) const {
   if (s.empty()) return;
-  std::vector<Symbol> sym;
-  sym.reserve(s.size());
-  for (size_t off = 0; off < s.size();) {
-    const size_t n = std::min(utf8_len(static_cast<unsigned char>(s[off])), s.size() - off);
-    const auto i = static_cast<int32_t>(sym.size());
-    sym.push_back({i - 1, off + n == s.size() ? -1 : i + 1, static_cast<uint32_t>(off),
-                   static_cast<uint32_t>(n)});
-    off += n;
-  }
+  std::vector<Symbol> sym = utf8_symbols(s);
 
   std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
   auto try_add = [&](int32_t l, int32_t r) {
