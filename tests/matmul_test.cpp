@@ -159,7 +159,9 @@ TEST_P(MatmulTypes, Avx2WithoutVnni) {
   set_use_avx2(prev);
   if (!have) GTEST_SKIP() << "this CPU or build has no AVX2 kernels";
   const bool prev_vnni = set_use_avx512_vnni(false);
+  const bool prev_f = set_use_avx512f(false);  // and the 256-bit float-weight prefill kernel
   check_type(GetParam(), true);
+  set_use_avx512f(prev_f);
   set_use_avx512_vnni(prev_vnni);
 }
 
@@ -191,6 +193,45 @@ TEST_P(MatmulTypes, Avx512VnniMatchesAvx2) {
   }
   set_use_avx2(prev);
   set_use_avx512_vnni(prev_vnni);
+}
+
+// The AVX-512F float-weight prefill kernel (4 x 6 tiles of zmm accumulators) agrees with the
+// AVX2 one and with the scalar reference within float rounding: tile edges in both directions
+// (rows not a multiple of 4, m not a multiple of 6) and columns with an 8-wide and a scalar tail.
+TEST(Matmul, Avx512FloatMatchesAvx2) {
+  const bool prev = set_use_avx2(true);
+  const bool prev_f = set_use_avx512f(true);
+  if (!use_avx2() || !use_avx512f()) {
+    set_use_avx2(prev);
+    set_use_avx512f(prev_f);
+    GTEST_SKIP() << "no AVX-512F kernels";
+  }
+  ThreadPool pool(2);
+  uint32_t seed = 200;
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (const Shape& s : {Shape{23, 72}, Shape{37, 288}, Shape{9, 44}, Shape{66, 768}}) {
+      const Weights w = make_weights(t, s.rows, s.cols, seed++);
+      for (int64_t m : {4, 5, 9, 17}) {
+        SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols << " m=" << m);
+        const auto x = make_input(m, s.cols, seed++);
+        std::vector<float> yz(static_cast<size_t>(m * s.rows), std::nanf("")), ya(yz.size(), std::nanf("")),
+            ref(yz.size());
+        matmul(pool, w.view, x.data(), m, yz.data());
+        set_use_avx512f(false);
+        matmul(pool, w.view, x.data(), m, ya.data());
+        set_use_avx512f(true);
+        matmul_reference(w.view, x.data(), m, ref.data());
+        std::vector<double> abs_wx, act_bound;
+        magnitudes(w.view, x, x, m, abs_wx, act_bound);
+        for (size_t k = 0; k < yz.size(); ++k) {
+          ASSERT_NEAR(yz[k], ya[k], 1e-5 * abs_wx[k]) << "output " << k;
+          ASSERT_NEAR(yz[k], ref[k], 1e-5 * abs_wx[k]) << "output " << k;
+        }
+      }
+    }
+  }
+  set_use_avx2(prev);
+  set_use_avx512f(prev_f);
 }
 
 // The two kernel families agree within float rounding on the same quantized activations.

@@ -17,6 +17,7 @@ CpuFeatures detect() {
   f.f16c = f.avx2;
   f.avx512vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  f.avx512f = __builtin_cpu_supports("avx512f");
 #endif
   return f;
 }
@@ -37,10 +38,16 @@ std::atomic<bool>& avx2_flag() {
   return flag;
 }
 
-bool initial_vnni() {
+bool avx512_disabled() {
   const char* off = std::getenv("SLM_NO_AVX512");
-  if (off && std::strcmp(off, "0") != 0 && off[0] != '\0') return false;
-  return cpu_features().avx512vnni;
+  return off && std::strcmp(off, "0") != 0 && off[0] != '\0';
+}
+
+bool initial_vnni() { return !avx512_disabled() && cpu_features().avx512vnni; }
+
+std::atomic<bool>& avx512f_flag() {
+  static std::atomic<bool> flag{!avx512_disabled() && cpu_features().avx512f};
+  return flag;
 }
 
 std::atomic<bool>& vnni_flag() {
@@ -70,5 +77,9 @@ bool set_use_avx2(bool on) {
 bool use_avx512_vnni() { return vnni_flag().load(std::memory_order_relaxed); }
 
 bool set_use_avx512_vnni(bool on) { return vnni_flag().exchange(on && cpu_features().avx512vnni); }
+
+bool use_avx512f() { return avx512f_flag().load(std::memory_order_relaxed); }
+
+bool set_use_avx512f(bool on) { return avx512f_flag().exchange(on && cpu_features().avx512f); }
 
 }  // namespace slm

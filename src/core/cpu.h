@@ -11,6 +11,8 @@ struct CpuFeatures {
   // AVX-512 F/BW/VL + VNNI: the AVX2 kernels then use vpdpbusd (8-bit dot products into 32-bit
   // sums in one instruction) on 256-bit vectors.
   bool avx512vnni = false;
+  // AVX-512 F alone: the float-weight prefill kernel uses 512-bit FMAs and all 32 registers.
+  bool avx512f = false;
 };
 
 const CpuFeatures& cpu_features();
@@ -22,5 +24,9 @@ bool set_use_avx2(bool on);
 // SLM_NO_AVX512=1). Tests switch it to cover both variants; returns the previous setting.
 bool use_avx512_vnni();
 bool set_use_avx512_vnni(bool on);
+// True when the AVX2 float-weight kernels may use AVX-512F (512-bit) instructions (CPU has them, not
+// disabled by SLM_NO_AVX512=1). Tests switch it to cover both variants; returns the previous setting.
+bool use_avx512f();
+bool set_use_avx512f(bool on);
 
 }  // namespace slm

@@ -2,6 +2,8 @@
 // Float weights: a register-blocked dot-product micro-kernel, NR weight rows x NX activation rows
 // per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers);
 // decode (m = 1) has its own 4-row kernel with software prefetch of the rows ahead (memory-bound).
+// Where the CPU has AVX-512F (use_avx512f()), prefill takes 4 x 6 tiles on 512-bit vectors instead
+// (float_block_zmm, functions marked SLM_AVX512F).
 // Quantized weights: each weight block is unpacked once into bytes and multiplied with up to 4
 // activation rows by _mm256_maddubs_epi16 (unsigned weight levels x signed 8-bit activations) and
 // _mm256_madd_epi16; offsets (-8, -16, -32) and mins are applied through the activation block
@@ -147,6 +149,127 @@ FloatBlockFn<L> float_block_fn(int nr, int nx) {
   }
 }
 
+// Prefill with AVX-512F (only called when use_avx512f()): the same dot-product tiles on 512-bit
+// vectors, 4 weight rows x up to 6 activation rows (24 accumulators + 4 weight vectors + 1
+// activation = 29 of the 32 zmm registers), so each 16-column step does 24 FMAs for 10 loads.
+// Columns past the last multiple of 16 take one 8-wide step (zero-extended into the zmm
+// accumulators) and then scalar products, as the AVX2 kernel does.
+#define SLM_AVX512F __attribute__((target("avx512f")))
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() (a self-initialized variable) as the
+// unused merge operand, which -Wuninitialized reports at every use; the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// 8 halves in the low 128 bits, zeros above (they convert to +0.0f).
+inline __m256i lo8(const uint16_t* p) {
+  return _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), 0);
+}
+
+// load16: 16 weights as floats; load8z: 8 weights in the low lanes, zeros above.
+template <class L>
+struct Zmm;
+template <>
+struct Zmm<LoadF32> {
+  SLM_AVX512F static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+  SLM_AVX512F static __m512 load8z(const float* p) { return _mm512_maskz_loadu_ps(0xff, p); }
+};
+template <>
+struct Zmm<LoadF16> {
+  SLM_AVX512F static __m512 load16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  SLM_AVX512F static __m512 load8z(const uint16_t* p) { return _mm512_cvtph_ps(lo8(p)); }
+};
+template <>
+struct Zmm<LoadBF16> {
+  SLM_AVX512F static __m512 load16(const uint16_t* p) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  }
+  SLM_AVX512F static __m512 load8z(const uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(lo8(p)), 16));
+  }
+};
+
+// y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
+template <class L, int NR, int NX>
+SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* const* x, int64_t cols, float* y,
+                                 int64_t ldy) {
+  __m512 acc[NX][NR];
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    __m512 wv[NR];
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load16(w[r] + c);
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i) {
+      const __m512 xv = _mm512_loadu_ps(x[i] + c);
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+    }
+  }
+  if (c + 8 <= cols) {
+    __m512 wv[NR];
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load8z(w[r] + c);
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i) {
+      const __m512 xv = _mm512_maskz_loadu_ps(0xff, x[i] + c);
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+    }
+    c += 8;
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) {
+    __m256 h[NR];
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r)  // low + high 256 bits (the shuffle swaps the halves)
+      h[r] = _mm512_castps512_ps256(_mm512_add_ps(acc[i][r], _mm512_shuffle_f32x4(acc[i][r], acc[i][r], 0x4e)));
+    float s[NR];
+    if constexpr (NR == 4) {
+      _mm_storeu_ps(s, hsum4(h[0], h[1], h[2], h[3]));
+    } else {
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) s[r] = hsum(h[r]);
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      for (int64_t k = c; k < cols; ++k) s[r] += L::load1(w[r] + k) * x[i][k];
+      y[i * ldy + r] = s[r];
+    }
+  }
+}
+
+template <class L, int NR>
+FloatBlockFn<L> float_block_zmm_nx(int nx) {
+  switch (nx) {
+    case 1: return float_block_zmm<L, NR, 1>;
+    case 2: return float_block_zmm<L, NR, 2>;
+    case 3: return float_block_zmm<L, NR, 3>;
+    case 4: return float_block_zmm<L, NR, 4>;
+    case 5: return float_block_zmm<L, NR, 5>;
+    default: return float_block_zmm<L, NR, 6>;
+  }
+}
+
+template <class L>
+FloatBlockFn<L> float_block_zmm_fn(int nr, int nx) {
+  switch (nr) {
+    case 1: return float_block_zmm_nx<L, 1>(nx);
+    case 2: return float_block_zmm_nx<L, 2>(nx);
+    case 3: return float_block_zmm_nx<L, 3>(nx);
+    default: return float_block_zmm_nx<L, 4>(nx);
+  }
+}
+
+#pragma GCC diagnostic pop
+
 // Decode (m = 1): 4 adjacent weight rows x 16 columns per step, 8 independent accumulators. The
 // 4 rows are one contiguous region but 4 short interleaved streams to the hardware prefetcher,
 // which then starts late on every block; so each step also prefetches its share of the 4-row
@@ -209,7 +332,9 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
     }
     return;
   }
-  const int max_nr = m == 1 ? 4 : 3;  // decode: 4 independent chains per activation load
+  // AVX2: 3 weight rows x 4 activation rows; AVX-512F: 4 x 6 (see float_block_zmm).
+  const bool zmm = use_avx512f();
+  const int max_nr = zmm ? 4 : 3, max_nx = zmm ? 6 : 4;
   const size_t row_bytes = static_cast<size_t>(cols) * sizeof(T);
   // A whole number of max_nr-row blocks per tile, so that only the thread's last tile has a
   // narrower (slower) block.
@@ -217,15 +342,15 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
       std::max<int64_t>(1, static_cast<int64_t>((64 << 10) / std::max<size_t>(row_bytes, 1)) / max_nr) * max_nr;
   for (int64_t rt = r0; rt < r1; rt += tile) {
     const int64_t re = std::min(r1, rt + tile);
-    for (int64_t i = 0; i < m; i += 4) {
-      const int nx = static_cast<int>(std::min<int64_t>(4, m - i));
-      const float* xr[4];
+    for (int64_t i = 0; i < m; i += max_nx) {
+      const int nx = static_cast<int>(std::min<int64_t>(max_nx, m - i));
+      const float* xr[6];
       for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * cols;
       for (int64_t r = rt; r < re; r += max_nr) {
         const int nr = static_cast<int>(std::min<int64_t>(max_nr, re - r));
         const T* wr[4];
         for (int k = 0; k < nr; ++k) wr[k] = base + (r + k) * cols;
-        float_block_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
+        (zmm ? float_block_zmm_fn<L>(nr, nx) : float_block_fn<L>(nr, nx))(wr, xr, cols, t.y + i * rows + r, rows);
       }
     }
   }
