@@ -18,6 +18,13 @@ int run(int argc, char** argv) {
   register_chat(app);
   register_bench(app);
   register_init(app);
+  register_tokenizer(app);
+  register_data(app);
+  register_train(app);
+  register_eval(app);
+  register_export(app);
+  register_plot(app);
+  register_debug_train(app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;

@@ -14,5 +14,12 @@ void register_generate(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_init(CLI::App& app);
+void register_tokenizer(CLI::App& app);  // slm tokenizer train | eval
+void register_data(CLI::App& app);       // slm data prepare
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_export(CLI::App& app);
+void register_plot(CLI::App& app);
+void register_debug_train(CLI::App& app);  // referee hooks for tests/reference/train_test.py
 
 }  // namespace slm::cli

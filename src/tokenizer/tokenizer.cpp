@@ -242,3 +242,44 @@ std::string BasicTokenizer::token_to_piece(int32_t id, bool render_special) cons
 }
 
 }  // namespace slm
+
+namespace slm {
+namespace {
+
+struct Fnv1a {
+  uint64_t h = 1469598103934665603ull;
+  void bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  // Length-prefixed, so that ("ab","c") and ("a","bc") hash differently.
+  void str(std::string_view s) {
+    const uint64_t n = s.size();
+    bytes(&n, sizeof n);
+    bytes(s.data(), s.size());
+  }
+  template <class T> void pod(T v) { bytes(&v, sizeof v); }
+};
+
+}  // namespace
+
+uint64_t Tokenizer::fingerprint() const {
+  Fnv1a f;
+  f.str(vocab_.model);
+  f.str(vocab_.pre);
+  f.pod(static_cast<uint64_t>(vocab_.tokens.size()));
+  for (size_t i = 0; i < vocab_.tokens.size(); ++i) {
+    f.str(vocab_.tokens[i]);
+    f.pod(static_cast<int32_t>(i < vocab_.types.size() ? vocab_.types[i] : TokenType::Normal));
+    f.pod(i < vocab_.scores.size() ? vocab_.scores[i] : 0.0f);
+  }
+  f.pod(static_cast<uint64_t>(vocab_.merges.size()));
+  for (const std::string& m : vocab_.merges) f.str(m);
+  for (int32_t id : {vocab_.bos, vocab_.eos, vocab_.eot, vocab_.unk, vocab_.pad, vocab_.eom}) f.pod(id);
+  f.pod(static_cast<uint8_t>(vocab_.add_bos));
+  f.pod(static_cast<uint8_t>(vocab_.add_eos));
+  f.pod(static_cast<uint8_t>(vocab_.add_space_prefix));
+  return f.h;
+}
+
+}  // namespace slm

@@ -69,6 +69,10 @@ class Tokenizer {
   bool is_control(int32_t id) const;
   // Id of a token whose text is exactly `text`, or -1.
   int32_t find_token(std::string_view text) const;
+  // A 64-bit FNV-1a hash of everything that decides how text becomes ids (kind, pre-tokenizer,
+  // tokens, types, scores, merges, special ids). Token shards and checkpoints record it so that
+  // data made with one tokenizer is never trained with another.
+  uint64_t fingerprint() const;
 
  protected:
   explicit Tokenizer(Vocab vocab);

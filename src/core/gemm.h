@@ -1,0 +1,31 @@
+// Dense float matrix products for training: C = op(A) * op(B) + beta * C, row-major, through the
+// system BLAS (cblas_sgemm; OpenBLAS on Debian when libopenblas0 is installed). Inference does not
+// use this: its weights are quantized blocks (core/matmul.h).
+//
+// The product is split into fixed blocks of C's rows (or columns, when C is wide and short) run on
+// our ThreadPool, each block by a single-threaded BLAS call. BLAS's own threads are switched off
+// (openblas_set_num_threads(1) when the library has it) so that two thread pools never fight over
+// the cores, and so the split, hence every rounding, depends only on the thread count: the same
+// run with the same threads gives bit-identical results.
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace slm {
+
+// op(A): [m, k] (A is [k, m] when trans_a); op(B): [k, n] (B is [n, k] when trans_b); C: [m, n].
+// lda/ldb/ldc: row strides in elements. beta = 0 overwrites C, 1 accumulates.
+void gemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// The same on the calling thread only (used inside tasks that are already parallel).
+void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                 float alpha = 1.0f);
+
+// Name of the BLAS library in use ("OpenBLAS 0.3.21 ..." or "reference BLAS"), for bench reports.
+const char* blas_name();
+
+}  // namespace slm

@@ -1,0 +1,119 @@
+#include "core/ops_backward.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/ops.h"
+
+namespace slm {
+
+void rmsnorm_inv_rms(const float* x, int64_t n, int64_t dim, float eps, float* r) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    float ss = 0.0f;
+    for (int64_t j = 0; j < dim; ++j) ss += xi[j] * xi[j];
+    r[i] = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  }
+}
+
+void rmsnorm_backward_input(const float* x, const float* r, const float* w, const float* dy,
+                            int64_t n, int64_t dim, float* dx) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    const float* dyi = dy + i * dim;
+    float* dxi = dx + i * dim;
+    float dot = 0.0f;
+    for (int64_t j = 0; j < dim; ++j) dot += dyi[j] * w[j] * xi[j];
+    const float ri = r[i];
+    const float c = dot * ri * ri * ri / static_cast<float>(dim);
+    for (int64_t j = 0; j < dim; ++j) dxi[j] += ri * dyi[j] * w[j] - xi[j] * c;
+  }
+}
+
+void rmsnorm_backward_weight(const float* x, const float* r, const float* dy, int64_t n,
+                             int64_t dim, int64_t j0, int64_t j1, float* dw) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    const float* dyi = dy + i * dim;
+    const float ri = r[i];
+    for (int64_t j = j0; j < j1; ++j) dw[j] += dyi[j] * xi[j] * ri;
+  }
+}
+
+void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t count, float* dg,
+                       float* du) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float s = 1.0f / (1.0f + std::exp(-g[i]));
+    const float silu = g[i] * s;
+    dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    du[i] = dh[i] * silu;
+  }
+}
+
+double cross_entropy_rows(float* logits, const int32_t* targets, int64_t n, int64_t vocab,
+                          float grad_scale) {
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = logits + i * vocab;
+    const int32_t t = targets[i];
+    if (t >= vocab)
+      throw Error("cross_entropy: target " + std::to_string(t) + " >= vocabulary size " +
+                  std::to_string(vocab));
+    if (t < 0) {
+      if (grad_scale != 0.0f)
+        for (int64_t j = 0; j < vocab; ++j) row[j] = 0.0f;
+      continue;
+    }
+    float mx = row[0];
+    for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, row[j]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
+    const double log_z = std::log(sum) + mx;
+    total += log_z - row[t];
+    if (grad_scale != 0.0f) {
+      const float lz = static_cast<float>(log_z);
+      for (int64_t j = 0; j < vocab; ++j) row[j] = grad_scale * std::exp(row[j] - lz);
+      row[t] -= grad_scale;
+    }
+  }
+  return total;
+}
+
+void causal_attention_forward(const float* q, const float* k, const float* v, int64_t t,
+                              int64_t head_dim, int64_t q_stride, int64_t kv_stride, float scale,
+                              float* probs, float* out) {
+  // S = scale * Q K^T over the full square; the masked upper triangle is then zeroed (computing
+  // it costs less than t separate row products would).
+  gemm_serial(false, true, t, t, head_dim, q, q_stride, k, kv_stride, 0.0f, probs, t, scale);
+  for (int64_t i = 0; i < t; ++i) {
+    float* row = probs + i * t;
+    softmax(row, i + 1);
+    for (int64_t j = i + 1; j < t; ++j) row[j] = 0.0f;
+  }
+  gemm_serial(false, false, t, head_dim, t, probs, t, v, kv_stride, 0.0f, out, q_stride);
+}
+
+void causal_attention_backward(const float* q, const float* k, const float* v, const float* probs,
+                               const float* dout, int64_t t, int64_t head_dim, int64_t q_stride,
+                               int64_t kv_stride, float scale, float* dq, float* dk, float* dv,
+                               float* scratch) {
+  // dV += P^T dO
+  gemm_serial(true, false, t, head_dim, t, probs, t, dout, q_stride, 1.0f, dv, kv_stride);
+  // dP = dO V^T, then dS in place
+  gemm_serial(false, true, t, t, head_dim, dout, q_stride, v, kv_stride, 0.0f, scratch, t);
+  for (int64_t i = 0; i < t; ++i) {
+    const float* p = probs + i * t;
+    float* ds = scratch + i * t;
+    float dot = 0.0f;
+    for (int64_t j = 0; j <= i; ++j) dot += p[j] * ds[j];
+    for (int64_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - dot);
+    for (int64_t j = i + 1; j < t; ++j) ds[j] = 0.0f;
+  }
+  gemm_serial(false, false, t, head_dim, t, scratch, t, k, kv_stride, 0.0f, dq, q_stride, scale);
+  gemm_serial(true, false, t, head_dim, t, scratch, t, q, q_stride, 1.0f, dk, kv_stride, scale);
+}
+
+}  // namespace slm

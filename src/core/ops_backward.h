@@ -1,0 +1,58 @@
+// Backward passes of the layer math in core/ops.h, plus the two pieces only training needs in
+// whole-sequence form: causal attention with its probabilities kept, and softmax cross-entropy.
+// Training composes these with core/gemm.h; the forward math is the same core/ops.h functions
+// inference uses (rmsnorm, rope, silu_mul, softmax). Conventions: row-major float buffers,
+// n = rows (positions), dim = values per row; "accumulate" outputs are added to, never cleared.
+//
+// RoPE needs no function here: a rotation's backward is the rotation by the opposite angle, i.e.
+// rope() with a table whose sines are negated.
+#pragma once
+
+#include <cstdint>
+
+namespace slm {
+
+// r[i] = 1 / sqrt(mean(x[i, :]^2) + eps): the factor rmsnorm multiplied row i by. x: [n, dim].
+void rmsnorm_inv_rms(const float* x, int64_t n, int64_t dim, float eps, float* r);
+
+// y = x * r * w  =>  dx[i] += r_i * (dy_i * w) - x_i * r_i^3 / dim * sum_j(dy_ij * w_j * x_ij).
+// x, dy, dx: [n, dim]; r: [n] from rmsnorm_inv_rms; w: [dim].
+void rmsnorm_backward_input(const float* x, const float* r, const float* w, const float* dy,
+                            int64_t n, int64_t dim, float* dx);
+
+// dw[j] += sum_i dy[i, j] * x[i, j] * r[i] for columns j in [j0, j1) (split columns across
+// threads; each column's sum runs over rows in order, so the result does not depend on the split).
+void rmsnorm_backward_weight(const float* x, const float* r, const float* dy, int64_t n,
+                             int64_t dim, int64_t j0, int64_t j1, float* dw);
+
+// h = silu(g) * u  =>  dg = dh * u * s * (1 + g * (1 - s)),  du = dh * g * s,  s = sigmoid(g).
+// g, u: pre-activation values; all buffers [count]; dg, du overwritten (may alias nothing).
+void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t count, float* dg,
+                       float* du);
+
+// Softmax cross-entropy of n rows of logits [n, vocab] against targets [n]: returns the sum of
+// -log softmax(row)[target] over the rows (double accumulation), and, when grad_scale != 0,
+// overwrites each row with grad_scale * (softmax(row) - onehot(target)). Rows whose target is
+// negative are ignored (no loss, zero gradient). Throws slm::Error on a target >= vocab.
+double cross_entropy_rows(float* logits, const int32_t* targets, int64_t n, int64_t vocab,
+                          float grad_scale);
+
+// Causal self-attention of one head over a whole sequence of t positions:
+//   S = scale * Q K^T (masked to j <= i),  P = softmax_rows(S),  O = P V
+// q: [t, head_dim] with row stride q_stride; k, v: row stride kv_stride; probs: [t, t] out
+// (upper triangle zero); out: [t, head_dim] with row stride q_stride.
+void causal_attention_forward(const float* q, const float* k, const float* v, int64_t t,
+                              int64_t head_dim, int64_t q_stride, int64_t kv_stride, float scale,
+                              float* probs, float* out);
+
+// Its backward, given P from the forward and dO:
+//   dP = dO V^T,  dS = P * (dP - rowsum(P * dP)),  dQ = scale dS K,  dK += scale dS^T Q,
+//   dV += P^T dO.
+// dq is overwritten; dk and dv accumulate (query heads sharing a key/value head under GQA add
+// into the same rows). scratch: [t, t].
+void causal_attention_backward(const float* q, const float* k, const float* v, const float* probs,
+                               const float* dout, int64_t t, int64_t head_dim, int64_t q_stride,
+                               int64_t kv_stride, float scale, float* dq, float* dk, float* dv,
+                               float* scratch);
+
+}  // namespace slm

@@ -1,0 +1,305 @@
+#include "train/png_writer.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "core/error.h"
+
+namespace slm {
+namespace {
+
+// 5x8 bitmap font for ASCII 32..126: 8 rows per glyph, bit 4 = leftmost column; rows 0..6 hold
+// capitals and digits, row 7 the descenders of g, j, p, q, y (and '_').
+constexpr uint8_t kFont[95][8] = {
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},  // ' '
+    {0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04, 0x00},  // !
+    {0x0A, 0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00, 0x00},  // "
+    {0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A, 0x00},  // #
+    {0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04, 0x00},  // $
+    {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03, 0x00},  // %
+    {0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D, 0x00},  // &
+    {0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00},  // '
+    {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02, 0x00},  // (
+    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08, 0x00},  // )
+    {0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00, 0x00},  // *
+    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00, 0x00},  // +
+    {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08, 0x00},  // ,
+    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00, 0x00},  // -
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C, 0x00},  // .
+    {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00, 0x00},  // /
+    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E, 0x00},  // 0
+    {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E, 0x00},  // 1
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F, 0x00},  // 2
+    {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E, 0x00},  // 3
+    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02, 0x00},  // 4
+    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E, 0x00},  // 5
+    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E, 0x00},  // 6
+    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08, 0x00},  // 7
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E, 0x00},  // 8
+    {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C, 0x00},  // 9
+    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00, 0x00},  // :
+    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08, 0x00},  // ;
+    {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02, 0x00},  // <
+    {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00, 0x00},  // =
+    {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08, 0x00},  // >
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04, 0x00},  // ?
+    {0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E, 0x00},  // @
+    {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x00},  // A
+    {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E, 0x00},  // B
+    {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E, 0x00},  // C
+    {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C, 0x00},  // D
+    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F, 0x00},  // E
+    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10, 0x00},  // F
+    {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F, 0x00},  // G
+    {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11, 0x00},  // H
+    {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E, 0x00},  // I
+    {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C, 0x00},  // J
+    {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11, 0x00},  // K
+    {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F, 0x00},  // L
+    {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11, 0x00},  // M
+    {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11, 0x00},  // N
+    {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E, 0x00},  // O
+    {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10, 0x00},  // P
+    {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D, 0x00},  // Q
+    {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11, 0x00},  // R
+    {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E, 0x00},  // S
+    {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x00},  // T
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E, 0x00},  // U
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04, 0x00},  // V
+    {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A, 0x00},  // W
+    {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11, 0x00},  // X
+    {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04, 0x00},  // Y
+    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F, 0x00},  // Z
+    {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E, 0x00},  // [
+    {0x00, 0x10, 0x08, 0x04, 0x02, 0x01, 0x00, 0x00},  // backslash
+    {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E, 0x00},  // ]
+    {0x04, 0x0A, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00},  // ^
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F},  // _
+    {0x08, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00},  // `
+    {0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F, 0x00},  // a
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E, 0x00},  // b
+    {0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E, 0x00},  // c
+    {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F, 0x00},  // d
+    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E, 0x00},  // e
+    {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08, 0x00},  // f
+    {0x00, 0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E},  // g
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11, 0x00},  // h
+    {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E, 0x00},  // i
+    {0x02, 0x00, 0x06, 0x02, 0x02, 0x02, 0x12, 0x0C},  // j
+    {0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12, 0x00},  // k
+    {0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E, 0x00},  // l
+    {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11, 0x00},  // m
+    {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11, 0x00},  // n
+    {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E, 0x00},  // o
+    {0x00, 0x00, 0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10},  // p
+    {0x00, 0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x01},  // q
+    {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10, 0x00},  // r
+    {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E, 0x00},  // s
+    {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06, 0x00},  // t
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D, 0x00},  // u
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04, 0x00},  // v
+    {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A, 0x00},  // w
+    {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x00},  // x
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x0E},  // y
+    {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F, 0x00},  // z
+    {0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02, 0x00},  // {
+    {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x00},  // |
+    {0x08, 0x04, 0x04, 0x02, 0x04, 0x04, 0x08, 0x00},  // }
+    {0x00, 0x00, 0x08, 0x15, 0x02, 0x00, 0x00, 0x00},  // ~
+};
+
+const uint8_t* glyph(char ch) {
+  const unsigned char u = static_cast<unsigned char>(ch);
+  return kFont[(u >= 32 && u <= 126 ? u : '?') - 32];
+}
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
+}
+
+void put_chunk(std::string& out, const char type[4], const std::string& data) {
+  put_u32(out, static_cast<uint32_t>(data.size()));
+  std::string body(type, 4);
+  body += data;
+  out += body;
+  put_u32(out, static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(body.data()),
+                                           static_cast<uInt>(body.size()))));
+}
+
+int paeth(int a, int b, int c) {
+  const int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+  if (pa <= pb && pa <= pc) return a;
+  return pb <= pc ? b : c;
+}
+
+}  // namespace
+
+Canvas::Canvas(int width, int height, Rgb background) : w_(width), h_(height) {
+  if (width < 1 || height < 1 || width > 16384 || height > 16384)
+    throw Error("image size must be 1..16384 pixels a side, got " + std::to_string(width) + "x" +
+                std::to_string(height));
+  px_.resize(static_cast<size_t>(w_) * h_ * 3);
+  for (size_t i = 0; i < px_.size(); i += 3) {
+    px_[i] = background.r;
+    px_[i + 1] = background.g;
+    px_[i + 2] = background.b;
+  }
+  reset_clip();
+}
+
+Rgb Canvas::pixel(int x, int y) const {
+  const size_t i = (static_cast<size_t>(y) * w_ + x) * 3;
+  return {px_[i], px_[i + 1], px_[i + 2]};
+}
+
+void Canvas::set_clip(int x0, int y0, int x1, int y1) {
+  cx0_ = std::clamp(x0, 0, w_), cy0_ = std::clamp(y0, 0, h_);
+  cx1_ = std::clamp(x1, 0, w_), cy1_ = std::clamp(y1, 0, h_);
+}
+
+void Canvas::reset_clip() { cx0_ = 0, cy0_ = 0, cx1_ = w_, cy1_ = h_; }
+
+void Canvas::blend(int x, int y, Rgb c, float a) {
+  if (x < cx0_ || x >= cx1_ || y < cy0_ || y >= cy1_ || a <= 0) return;
+  uint8_t* p = px_.data() + (static_cast<size_t>(y) * w_ + x) * 3;
+  a = std::min(a, 1.0f);
+  p[0] = static_cast<uint8_t>(std::lround(p[0] * (1 - a) + c.r * a));
+  p[1] = static_cast<uint8_t>(std::lround(p[1] * (1 - a) + c.g * a));
+  p[2] = static_cast<uint8_t>(std::lround(p[2] * (1 - a) + c.b * a));
+}
+
+void Canvas::fill_rect(double x0, double y0, double x1, double y1, Rgb c) {
+  const int ix0 = static_cast<int>(std::lround(std::min(x0, x1))), ix1 = static_cast<int>(std::lround(std::max(x0, x1)));
+  const int iy0 = static_cast<int>(std::lround(std::min(y0, y1))), iy1 = static_cast<int>(std::lround(std::max(y0, y1)));
+  for (int y = std::max(iy0, cy0_); y < std::min(iy1, cy1_); ++y)
+    for (int x = std::max(ix0, cx0_); x < std::min(ix1, cx1_); ++x) blend(x, y, c, 1.0f);
+}
+
+void Canvas::polyline(const std::vector<std::pair<double, double>>& pts, double width, Rgb c) {
+  if (pts.empty()) return;
+  const double half = width / 2;
+  // Coverage of the whole line over its bounding box (clipped), the maximum over segments, so
+  // that a pixel where two segments meet is blended once.
+  double bx0 = pts[0].first, bx1 = bx0, by0 = pts[0].second, by1 = by0;
+  for (const auto& [x, y] : pts) {
+    bx0 = std::min(bx0, x), bx1 = std::max(bx1, x), by0 = std::min(by0, y), by1 = std::max(by1, y);
+  }
+  const int x0 = std::max(cx0_, static_cast<int>(std::floor(bx0 - half - 1)));
+  const int x1 = std::min(cx1_, static_cast<int>(std::ceil(bx1 + half + 1)));
+  const int y0 = std::max(cy0_, static_cast<int>(std::floor(by0 - half - 1)));
+  const int y1 = std::min(cy1_, static_cast<int>(std::ceil(by1 + half + 1)));
+  if (x0 >= x1 || y0 >= y1) return;
+  const int bw = x1 - x0;
+  std::vector<float> cov(static_cast<size_t>(bw) * (y1 - y0), 0.0f);  // [y1-y0, bw]
+  auto segment = [&](double ax, double ay, double bx, double by) {
+    const int sx0 = std::max(x0, static_cast<int>(std::floor(std::min(ax, bx) - half - 1)));
+    const int sx1 = std::min(x1, static_cast<int>(std::ceil(std::max(ax, bx) + half + 1)));
+    const int sy0 = std::max(y0, static_cast<int>(std::floor(std::min(ay, by) - half - 1)));
+    const int sy1 = std::min(y1, static_cast<int>(std::ceil(std::max(ay, by) + half + 1)));
+    const double dx = bx - ax, dy = by - ay, len2 = dx * dx + dy * dy;
+    for (int y = sy0; y < sy1; ++y)
+      for (int x = sx0; x < sx1; ++x) {
+        const double px = x + 0.5 - ax, py = y + 0.5 - ay;
+        const double t = len2 > 0 ? std::clamp((px * dx + py * dy) / len2, 0.0, 1.0) : 0.0;
+        const double d = std::hypot(px - t * dx, py - t * dy);
+        // Coverage of a pixel by a band of half-width `half`, linear over the pixel's width.
+        const float a = static_cast<float>(std::clamp(half + 0.5 - d, 0.0, 1.0) * std::min(width, 1.0));
+        float& slot = cov[static_cast<size_t>(y - y0) * bw + (x - x0)];
+        slot = std::max(slot, a);
+      }
+  };
+  if (pts.size() == 1) segment(pts[0].first, pts[0].second, pts[0].first, pts[0].second);
+  for (size_t i = 1; i < pts.size(); ++i) segment(pts[i - 1].first, pts[i - 1].second, pts[i].first, pts[i].second);
+  for (int y = y0; y < y1; ++y)
+    for (int x = x0; x < x1; ++x) blend(x, y, c, cov[static_cast<size_t>(y - y0) * bw + (x - x0)]);
+}
+
+void Canvas::disc(double cx, double cy, double r, Rgb c) {
+  for (int y = static_cast<int>(std::floor(cy - r - 1)); y <= static_cast<int>(std::ceil(cy + r + 1)); ++y)
+    for (int x = static_cast<int>(std::floor(cx - r - 1)); x <= static_cast<int>(std::ceil(cx + r + 1)); ++x) {
+      const double d = std::hypot(x + 0.5 - cx, y + 0.5 - cy);
+      blend(x, y, c, static_cast<float>(std::clamp(r + 0.5 - d, 0.0, 1.0)));
+    }
+}
+
+void Canvas::text(double x, double y, std::string_view s, int scale, Rgb c, int anchor, bool vertical) {
+  const int tw = text_width(s, scale), th = text_height(scale);
+  // Offset of the box's start along the text direction, and of its top across it.
+  const double along = anchor < 0 ? 0.0 : anchor == 0 ? -tw / 2.0 : -static_cast<double>(tw);
+  const int start = static_cast<int>(std::lround(along)), top = -th / 2;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const uint8_t* g = glyph(s[i]);
+    for (int row = 0; row < 8; ++row)
+      for (int col = 0; col < 5; ++col) {
+        if (!(g[row] & (0x10 >> col))) continue;
+        // (u, v): position in the unrotated text box, u along the text, v down across it.
+        const int u = start + (static_cast<int>(i) * 6 + col) * scale, v = top + row * scale;
+        for (int dy = 0; dy < scale; ++dy)
+          for (int dx = 0; dx < scale; ++dx) {
+            if (!vertical) {
+              blend(static_cast<int>(std::lround(x)) + u + dx, static_cast<int>(std::lround(y)) + v + dy, c, 1.0f);
+            } else {  // anticlockwise: along the text is up (-y), down the glyph is right (+x)
+              blend(static_cast<int>(std::lround(x)) + v + dy, static_cast<int>(std::lround(y)) - (u + dx) - 1, c, 1.0f);
+            }
+          }
+      }
+  }
+}
+
+std::string encode_png(const Canvas& canvas) {
+  const int w = canvas.width(), h = canvas.height();
+  const size_t stride = static_cast<size_t>(w) * 3;
+  const std::vector<uint8_t>& px = canvas.rgb();
+  // Each scanline gets the filter (None, Sub, Up, Average, Paeth) whose output has the smallest
+  // sum of absolute values as signed bytes: the heuristic the PNG specification suggests.
+  std::string raw;
+  raw.reserve((stride + 1) * h);
+  std::vector<uint8_t> cand[5];
+  for (auto& c : cand) c.resize(stride);
+  const std::vector<uint8_t> zero(stride, 0);
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* cur = px.data() + y * stride;
+    const uint8_t* up = y > 0 ? px.data() + (y - 1) * stride : zero.data();
+    for (size_t i = 0; i < stride; ++i) {
+      const int a = i >= 3 ? cur[i - 3] : 0, b = up[i], c = i >= 3 ? up[i - 3] : 0;
+      cand[0][i] = cur[i];
+      cand[1][i] = static_cast<uint8_t>(cur[i] - a);
+      cand[2][i] = static_cast<uint8_t>(cur[i] - b);
+      cand[3][i] = static_cast<uint8_t>(cur[i] - (a + b) / 2);
+      cand[4][i] = static_cast<uint8_t>(cur[i] - paeth(a, b, c));
+    }
+    int best = 0;
+    long best_cost = -1;
+    for (int f = 0; f < 5; ++f) {
+      long cost = 0;
+      for (uint8_t v : cand[f]) cost += std::abs(static_cast<int>(static_cast<int8_t>(v)));
+      if (best_cost < 0 || cost < best_cost) best = f, best_cost = cost;
+    }
+    raw += static_cast<char>(best);
+    raw.append(reinterpret_cast<const char*>(cand[best].data()), stride);
+  }
+  uLongf zlen = compressBound(static_cast<uLong>(raw.size()));
+  std::string z(zlen, '\0');
+  if (compress2(reinterpret_cast<Bytef*>(z.data()), &zlen, reinterpret_cast<const Bytef*>(raw.data()),
+                static_cast<uLong>(raw.size()), 9) != Z_OK)
+    throw Error("PNG: zlib compression failed");
+  z.resize(zlen);
+
+  std::string out = "\x89PNG\r\n\x1a\n";
+  std::string ihdr;
+  put_u32(ihdr, static_cast<uint32_t>(w));
+  put_u32(ihdr, static_cast<uint32_t>(h));
+  ihdr += static_cast<char>(8);  // bit depth
+  ihdr += static_cast<char>(2);  // colour type: RGB
+  ihdr += std::string(3, '\0');  // compression, filter method, no interlace
+  put_chunk(out, "IHDR", ihdr);
+  put_chunk(out, "IDAT", z);
+  put_chunk(out, "IEND", "");
+  return out;
+}
+
+}  // namespace slm
