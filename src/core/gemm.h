@@ -1,10 +1,10 @@
 // Dense float matrix products for training: C = op(A) * op(B) + beta * C, row-major, through the
-// system BLAS (cblas_sgemm; OpenBLAS on Debian when libopenblas0 is installed). Inference does not
-// use this: its weights are quantized blocks (core/matmul.h).
+// system BLAS (cblas_sgemm of OpenBLAS, loaded at run time; see gemm.cpp for why). Inference does
+// not use this: its weights are quantized blocks (core/matmul.h).
 //
 // The product is split into fixed blocks of C's rows (or columns, when C is wide and short) run on
 // our ThreadPool, each block by a single-threaded BLAS call. BLAS's own threads are switched off
-// (openblas_set_num_threads(1) when the library has it) so that two thread pools never fight over
+// (openblas_set_num_threads(1)) so that two thread pools never fight over
 // the cores, and so the split, hence every rounding, depends only on the thread count: the same
 // run with the same threads gives bit-identical results.
 #pragma once

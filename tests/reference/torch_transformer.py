@@ -80,8 +80,8 @@ def rope(x, positions, base, neox):
     i = torch.arange(half, dtype=torch.float64)
     theta = base ** (-2.0 * i / hd)                                          # [half]
     ang = positions.to(torch.float64)[:, None] * theta[None, :]              # [T, half]
-    cos = torch.cos(ang)[:, None, :]
-    sin = torch.sin(ang)[:, None, :]
+    cos = torch.cos(ang)[:, None, :].to(x.dtype)   # no-op for float64 input
+    sin = torch.sin(ang)[:, None, :].to(x.dtype)
     if neox:
         a, b = x[..., :half], x[..., half:]
     else:
@@ -109,7 +109,7 @@ def forward(cfg, w, tokens, kv_f16=False):
     hd, H, KV = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
     group = H // KV
     x = w["token_embd.weight"][tok]                                          # [T, dim]
-    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)   # causal
+    mask = torch.full((T, T), float("-inf"), dtype=x.dtype).triu(1)         # causal
     for l in range(cfg.n_layers):
         b = "blk.%d." % l
         n1 = rmsnorm(x, w[b + "attn_norm.weight"], cfg.eps)
