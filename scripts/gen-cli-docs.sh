@@ -12,12 +12,14 @@ slm=${1:-build/slm}
   echo '```'
   "$slm" --help
   echo '```'
-  for cmd in info tokenize generate chat bench init; do
+  for cmd in "info" "tokenize" "generate" "chat" "bench" "init" "tokenizer" "tokenizer train" "tokenizer eval" \
+             "data" "data prepare" "train" "eval" "export" "plot" "debug-train" "debug-train grads" "debug-train adamw"; do
     echo
     echo "## slm $cmd"
     echo
     echo '```'
-    "$slm" "$cmd" --help
+    # shellcheck disable=SC2086
+    "$slm" $cmd --help
     echo '```'
   done
 } >docs/cli.md.tmp

@@ -12,8 +12,9 @@ namespace {
 
 // The BLAS is loaded at run time rather than linked: OpenBLAS picks its kernels from the CPU when
 // it is loaded, and 0.3.21 takes AVX-512 Zen 4 parts for Haswell (AVX2) - 1.6x slower on
-// training's products. Loading it ourselves lets us set OPENBLAS_CORETYPE first (unless the user
-// did). Without any BLAS, a plain loop product keeps training correct, if slow.
+// training's products. Loading it ourselves lets us set OPENBLAS_CORETYPE=SKYLAKEX first on CPUs
+// with the AVX-512 subsets those kernels use, unless the environment already names a core type
+// (it is the user's or the machine's choice then, and it is respected). Without any BLAS, a plain loop product keeps training correct, if slow.
 enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };  // the CBLAS enum values
 using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
                          float, float*, int);
