@@ -166,6 +166,25 @@ TEST(CrossEntropy, HandDerivedTwoClassCase) {
   EXPECT_NEAR(row[1], -0.25f, 1e-7f);
 }
 
+TEST(CrossEntropy, TrainingAndEvaluationPathsAgree) {
+  // grad_scale != 0 takes the loss from the in-place SIMD softmax; 0 from a double log-sum-exp.
+  Rng rng(5);
+  const int64_t n = 7, vocab = 301;
+  std::vector<float> a(static_cast<size_t>(n * vocab));
+  for (float& x : a) x = static_cast<float>(rng.normal() * 4.0);
+  std::vector<float> b = a;
+  std::vector<int32_t> targets = {0, 5, 300, 17, 42, 99, 250};
+  const double eval = cross_entropy_rows(a.data(), targets.data(), n, vocab, 0.0f);
+  const double train = cross_entropy_rows(b.data(), targets.data(), n, vocab, 1.0f);
+  EXPECT_NEAR(train, eval, 1e-5 * eval);
+  // Underflowed target probability: logits (0, 200), target 0: loss = 200 + log(1 + e^-200).
+  std::vector<float> row = {0.0f, 200.0f};
+  const int32_t t0 = 0;
+  EXPECT_NEAR(cross_entropy_rows(row.data(), &t0, 1, 2, 1.0f), 200.0, 1e-4);
+  EXPECT_NEAR(row[0], -1.0f, 1e-6f);
+  EXPECT_NEAR(row[1], 1.0f, 1e-6f);
+}
+
 TEST(LrSchedule, HandComputedValues) {
   TrainConfig c;
   c.steps = 100;

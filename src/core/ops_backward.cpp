@@ -67,17 +67,32 @@ double cross_entropy_rows(float* logits, const int32_t* targets, int64_t n, int6
         for (int64_t j = 0; j < vocab; ++j) row[j] = 0.0f;
       continue;
     }
+    if (grad_scale != 0.0f) {
+      // Training: the row becomes its gradient anyway, so the softmax (the SIMD one inference
+      // uses) runs in place and gives the loss as -log p[target].
+      const float logit_t = row[t];
+      float mx = row[0];
+      for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, row[j]);
+      softmax(row, vocab);
+      const float p_t = row[t];
+      if (p_t > 1e-30f) {
+        total -= std::log(static_cast<double>(p_t));
+      } else {
+        // The target's probability underflowed: log-sum-exp = mx - log(p of the max logit),
+        // since that probability is exp(0) / sum.
+        float p_max = row[0];
+        for (int64_t j = 1; j < vocab; ++j) p_max = std::max(p_max, row[j]);
+        total += static_cast<double>(mx) - std::log(static_cast<double>(p_max)) - logit_t;
+      }
+      for (int64_t j = 0; j < vocab; ++j) row[j] *= grad_scale;
+      row[t] -= grad_scale;
+      continue;
+    }
     float mx = row[0];
     for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, row[j]);
     double sum = 0.0;
     for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
-    const double log_z = std::log(sum) + mx;
-    total += log_z - row[t];
-    if (grad_scale != 0.0f) {
-      const float lz = static_cast<float>(log_z);
-      for (int64_t j = 0; j < vocab; ++j) row[j] = grad_scale * std::exp(row[j] - lz);
-      row[t] -= grad_scale;
-    }
+    total += std::log(sum) + mx - row[t];
   }
   return total;
 }
