@@ -15,7 +15,7 @@ vocab=${SLM_VOCAB:-../shared/data/tokenizer/ggml-vocab-llama-spm.gguf}
 models=build/bench-models
 slm=build/slm
 [[ -f $vocab ]] || { echo "need the llama-spm vocabulary at $vocab (set SLM_VOCAB)"; exit 1; }
-ninja -C build slm >/dev/null
+ninja -C build slm_cli >/dev/null
 mkdir -p "$models"
 
 shape_flags() {

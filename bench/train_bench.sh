@@ -38,7 +38,7 @@ if [[ ! -f $build/build.ninja ]]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 if [[ ${SLM_SKIP:-0} != 1 ]]; then
-  ninja -C "$build" slm >/dev/null || { echo "train_bench: building slm in $build failed" >&2; exit 1; }
+  ninja -C "$build" slm_cli >/dev/null || { echo "train_bench: building slm in $build failed" >&2; exit 1; }
 fi
 peak_bin=$build/bench/peak_flops
 if ! ninja -C "$build" peak_flops >/dev/null 2>&1; then

@@ -42,6 +42,11 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
   const std::string a = c.arch + ".";
   c.dim = positive(f, a + "embedding_length", f.get_int(a + "embedding_length"));
   c.n_layers = positive(f, a + "block_count", f.get_int(a + "block_count"));
+  // Each block has several tensors; a corrupt count must fail here, before anything is sized by
+  // it (a flipped high byte would otherwise ask for billions of layers).
+  if (c.n_layers > static_cast<int64_t>(f.tensors().size()))
+    fail(f, a + "block_count", std::to_string(c.n_layers) + " blocks cannot fit in the file's " +
+                                   std::to_string(f.tensors().size()) + " tensors");
   c.ffn_dim = positive(f, a + "feed_forward_length", f.get_int(a + "feed_forward_length"));
   c.ctx_len = positive(f, a + "context_length", f.get_int(a + "context_length"));
   c.n_heads = positive(f, a + "attention.head_count", f.get_int(a + "attention.head_count"));

@@ -7,6 +7,7 @@
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "model/model_metadata.h"
+#include "train/token_shards.h"
 
 namespace slm {
 namespace {
@@ -45,6 +46,23 @@ void copy_tensor(const GgufFile& f, const std::string& name, const std::vector<i
   std::memcpy(dst, t->data, t->nbytes);
 }
 
+// FNV-1a 64 over the training state's metadata and every parameter and moment tensor, in layout
+// order: a flipped byte anywhere that matters (or a tensor offset pointing at the wrong data)
+// is caught when the checkpoint is opened.
+uint64_t state_checksum(const std::string& config_json, int64_t step, uint64_t tokens_seen,
+                        const std::string& rng, const std::string& fingerprint,
+                        const std::vector<std::pair<const float*, int64_t>>& tensors) {
+  uint64_t h = kFnvOffset;
+  auto add = [&h](const void* p, size_t n) { h = fnv1a64(static_cast<const unsigned char*>(p), n, h); };
+  add(config_json.data(), config_json.size());
+  add(&step, sizeof step);
+  add(&tokens_seen, sizeof tokens_seen);
+  add(rng.data(), rng.size());
+  add(fingerprint.data(), fingerprint.size());
+  for (const auto& [p, n] : tensors) add(p, static_cast<size_t>(n) * sizeof(float));
+  return h;
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const TrainConfig& config, const TrainModel& model,
@@ -62,6 +80,12 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const T
   for (uint64_t word : state.rng) rng += (rng.empty() ? "" : ":") + hex64(word);
   w.set_string("slm.train.rng", rng);
   w.set_string("slm.train.tokenizer_fingerprint", hex64(state.tokenizer_fingerprint));
+  std::vector<std::pair<const float*, int64_t>> tensors;
+  for (const std::vector<float>* buf : {&model.params(), &opt.m(), &opt.v()})
+    for (const ParamTensor& t : model.layout().tensors()) tensors.emplace_back(buf->data() + t.offset, t.size);
+  w.set_string("slm.train.checksum",
+               hex64(state_checksum(config.to_json(), state.step, state.tokens_seen, rng,
+                                    hex64(state.tokenizer_fingerprint), tensors)));
   w.set("slm.train.adam_step", GgufValue::of_uint(GgufType::UINT64, static_cast<uint64_t>(opt.step())));
   if (tokenizer) w.copy_metadata(*tokenizer, "tokenizer.");
   const AdamW& o = opt;
@@ -105,6 +129,15 @@ Checkpoint open_checkpoint(const std::string& path) {
         if (info->type != DType::F32 || info->shape != t.shape)
           throw Error("tensor '" + prefix + t.name + "' has the wrong type or shape");
       }
+    std::vector<std::pair<const float*, int64_t>> tensors;
+    for (const std::string& prefix : {std::string(), std::string("adam.m."), std::string("adam.v.")})
+      for (const ParamTensor& t : layout.tensors())
+        tensors.emplace_back(reinterpret_cast<const float*>(f.find_tensor(prefix + t.name)->data), t.size);
+    const uint64_t sum = state_checksum(json, c.state.step, c.state.tokens_seen, rng,
+                                        f.get_string("slm.train.tokenizer_fingerprint"), tensors);
+    if (parse_hex64(f.get_string("slm.train.checksum"), "slm.train.checksum") != sum)
+      throw Error("checksum mismatch: the file is corrupt (its weights, optimizer state or training "
+                  "state changed after it was written)");
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }

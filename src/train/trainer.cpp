@@ -177,6 +177,14 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
   const std::string log_path = (fs::path(c.out_dir) / "log.jsonl").string();
   const std::string model_path = (fs::path(c.out_dir) / "model.gguf").string();
 
+  // Temporary files that a killed run left mid-write (io/atomic_file.h names them
+  // .NAME.tmp-XXXXXX); they are never complete, and each can be as large as a checkpoint.
+  for (const auto& entry : fs::directory_iterator(c.out_dir)) {
+    const std::string name = entry.path().filename().string();
+    for (const char* base : {".checkpoint.gguf.tmp-", ".log.jsonl.tmp-", ".model.gguf.tmp-"})
+      if (name.rfind(base, 0) == 0) fs::remove(entry.path());
+  }
+
   std::unique_ptr<Checkpoint> ckpt;
   if (opt.resume) {
     if (!fs::exists(ckpt_path)) throw Error("--resume: there is no checkpoint at " + ckpt_path);
@@ -186,6 +194,10 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
                   "differ); only steps, eval_every, eval_batches, checkpoint_every and threads may change "
                   "on --resume.\n  checkpoint: " + resume_identity(ckpt->config).dump() +
                   "\n  now:        " + resume_identity(c).dump());
+    if (ckpt->state.step > c.steps)
+      throw Error(ckpt_path + " is at step " + std::to_string(ckpt->state.step) + ", past steps = " +
+                  std::to_string(c.steps) + "; give --steps " + std::to_string(ckpt->state.step) +
+                  " or more to continue it");
   } else if (fs::exists(ckpt_path)) {
     throw Error(c.out_dir + " already holds a checkpoint; pass --resume to continue it, or choose another out_dir");
   }
