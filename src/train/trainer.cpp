@@ -189,11 +189,15 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
   if (opt.resume) {
     if (!fs::exists(ckpt_path)) throw Error("--resume: there is no checkpoint at " + ckpt_path);
     ckpt = std::make_unique<Checkpoint>(open_checkpoint(ckpt_path));
-    if (resume_identity(ckpt->config) != resume_identity(c))
-      throw Error(ckpt_path + " was made with a different config (model, data or optimizer settings "
-                  "differ); only steps, eval_every, eval_batches, checkpoint_every and threads may change "
-                  "on --resume.\n  checkpoint: " + resume_identity(ckpt->config).dump() +
-                  "\n  now:        " + resume_identity(c).dump());
+    const nlohmann::json was = resume_identity(ckpt->config), now = resume_identity(c);
+    if (was != now) {
+      std::string diff;
+      for (const auto& [key, value] : was.items())
+        if (!now.contains(key) || now[key] != value)
+          diff += "\n  " + key + ": checkpoint " + value.dump() + ", now " + (now.contains(key) ? now[key].dump() : "unset");
+      throw Error(ckpt_path + " was made with a different config; only steps, eval_every, eval_batches, "
+                  "checkpoint_every and threads may change on --resume. Differences:" + diff);
+    }
     if (ckpt->state.step > c.steps)
       throw Error(ckpt_path + " is at step " + std::to_string(ckpt->state.step) + ", past steps = " +
                   std::to_string(c.steps) + "; give --steps " + std::to_string(ckpt->state.step) +
