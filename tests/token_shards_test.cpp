@@ -219,7 +219,9 @@ TEST(DataSplit, RuleIsDeterministicAndRespectsTheFraction) {
     EXPECT_FALSE(is_validation_document(7, i, 0.0));
     EXPECT_TRUE(is_validation_document(7, i, 1.0));
     // Monotone in the fraction: a document held out at 10% is also held out at 20%.
-    if (v) EXPECT_TRUE(is_validation_document(7, i, 0.2));
+    if (v) {
+      EXPECT_TRUE(is_validation_document(7, i, 0.2));
+    }
   }
   // Binomial(100000, 0.1): sd ~ 95, so +-1000 is > 10 sd.
   EXPECT_NEAR(val, 10000, 1000);
@@ -245,7 +247,7 @@ void write_tiny_tokenizer(const fs::path& p, size_t pad_to = 0) {
     scores.push_back(0);
   }
   const char* pieces[] = {"\xe2\x96\x81", "e", "t", "h", "th", "\xe2\x96\x81t", "\xe2\x96\x81th",
-                          "\xe2\x96\x81the", "a", "\xe2\x96\x81a", "n", "an", "d", "and"};
+                          "\xe2\x96\x81the", "a", "\xe2\x96\x81" "a", "n", "an", "d", "and"};
   float score = -1;
   for (const char* s : pieces) {
     tokens.push_back(s);
@@ -465,7 +467,9 @@ TEST(DataPrepare, JsonlInputAndErrors) {
     EXPECT_NE(msg.find(expect), std::string::npos) << msg;
     // No shard (nor a temporary file) is left behind.
     EXPECT_FALSE(fs::exists(out / "train.bin"));
-    if (fs::exists(out)) EXPECT_TRUE(fs::is_empty(out)) << "leftovers in " << out;
+    if (fs::exists(out)) {
+      EXPECT_TRUE(fs::is_empty(out)) << "leftovers in " << out;
+    }
   };
   fails("{\"text\": \"ok\"}\n{\"txt\": \"no\"}\n", "bad.jsonl:2");
   fails("{\"text\": \"ok\"}\n\n{\"text\": 5}\n", "bad.jsonl:3");

@@ -18,6 +18,8 @@
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "model/architecture.h"
+#include "model/config.h"
+#include "model/model_metadata.h"
 
 namespace slm::cli {
 namespace {
@@ -141,25 +143,6 @@ void write_byte_vocab(GgufWriter& w) {
   w.set_bool("tokenizer.ggml.add_bos_token", false);
 }
 
-// general.file_type: the llama.cpp "ftype" of the requested type (GGUF tools print it as the
-// model's type; K-quant files without a mix are the "_S" variants).
-uint32_t llama_file_type(DType t) {
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q4_0: return 2;
-    case DType::Q4_1: return 3;
-    case DType::Q8_0: return 7;
-    case DType::Q5_0: return 8;
-    case DType::Q5_1: return 9;
-    case DType::Q4_K: return 14;
-    case DType::Q5_K: return 16;
-    case DType::Q6_K: return 18;
-    case DType::BF16: return 32;
-    default: return 0;
-  }
-}
-
 void check_positive(int64_t v, const char* flag) {
   if (v <= 0) throw Error(std::string(flag) + " must be a positive integer, got " + std::to_string(v));
 }
@@ -211,23 +194,20 @@ void run_init(const InitFlags& f) {
   ModelWriter mw(f, pool);
   GgufWriter& w = mw.writer();
   const std::string a = f.arch;
-  w.set_string("general.architecture", a);
-  w.set_string("general.name", "slm-init " + a + " d" + std::to_string(f.dim) + " l" + std::to_string(f.layers));
-  w.set_u32("general.alignment", 32);
-  w.set_u32("general.file_type", llama_file_type(*dtype));
-  w.set_u32(a + ".context_length", static_cast<uint32_t>(f.ctx));
-  w.set_u32(a + ".embedding_length", static_cast<uint32_t>(f.dim));
-  w.set_u32(a + ".block_count", static_cast<uint32_t>(f.layers));
-  w.set_u32(a + ".feed_forward_length", static_cast<uint32_t>(f.ffn));
-  w.set_u32(a + ".attention.head_count", static_cast<uint32_t>(f.heads));
-  w.set_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(kv_heads));
-  w.set_u32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
-  if (f.head_dim) {
-    w.set_u32(a + ".attention.key_length", static_cast<uint32_t>(head_dim));
-    w.set_u32(a + ".attention.value_length", static_cast<uint32_t>(head_dim));
-  }
-  w.set_f32(a + ".attention.layer_norm_rms_epsilon", f.norm_eps);
-  w.set_f32(a + ".rope.freq_base", f.rope_base);
+  ModelConfig mc;
+  mc.arch = a;
+  mc.name = "slm-init " + a + " d" + std::to_string(f.dim) + " l" + std::to_string(f.layers);
+  mc.n_vocab = n_vocab;
+  mc.dim = f.dim;
+  mc.n_layers = f.layers;
+  mc.n_heads = f.heads;
+  mc.n_kv_heads = kv_heads;
+  mc.head_dim = head_dim;
+  mc.ffn_dim = f.ffn;
+  mc.ctx_len = f.ctx;
+  mc.norm_eps = f.norm_eps;
+  mc.rope_base = f.rope_base;
+  set_model_metadata(w, mc, *dtype);
   if (vocab)
     w.copy_metadata(*vocab, "tokenizer.");
   else

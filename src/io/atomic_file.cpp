@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -39,53 +40,69 @@ void fsync_dir(const std::string& dir) {
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write) {
-  if (path.empty()) throw Error("write_file_atomic: empty path");
-  const std::string dir = dir_of(path);
-  std::string base = path.substr(path.find_last_of('/') == std::string::npos
-                                     ? 0
-                                     : path.find_last_of('/') + 1);
+AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+  if (path_.empty()) throw Error("atomic write: empty path");
+  const std::string dir = dir_of(path_);
+  const size_t slash = path_.find_last_of('/');
+  const std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
   std::string tmpl = (dir == "/" ? std::string("/") : dir + "/") + "." + base + ".tmp-XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int fd = ::mkstemp(name.data());
-  if (fd < 0) throw Error(sys_error(path, "cannot create a temporary file in " + dir, errno));
-  const std::string tmp(name.data());
+  if (fd < 0) throw Error(sys_error(path_, "cannot create a temporary file in " + dir, errno));
+  tmp_ = name.data();
 
   // Keep the mode of the file being replaced; a new file gets rw-r--r--.
   struct stat st {};
-  mode_t mode = (::stat(path.c_str(), &st) == 0) ? (st.st_mode & 07777) : 0644;
+  mode_t mode = (::stat(path_.c_str(), &st) == 0) ? (st.st_mode & 07777) : 0644;
   ::fchmod(fd, mode);
 
-  std::FILE* f = ::fdopen(fd, "wb");
-  if (f == nullptr) {
+  file_ = ::fdopen(fd, "wb");
+  if (file_ == nullptr) {
     int err = errno;
     ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error(sys_error(path, "cannot open a temporary file", err));
+    ::unlink(tmp_.c_str());
+    throw Error(sys_error(path_, "cannot open a temporary file", err));
   }
-  auto abandon = [&](const std::string& msg) {
-    if (f != nullptr) std::fclose(f);
-    ::unlink(tmp.c_str());
-    throw Error(msg);
-  };
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (file_ != nullptr) {
+    std::fclose(file_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicFileWriter::fail(const std::string& what, int err) {
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = nullptr;
+  ::unlink(tmp_.c_str());
+  throw Error(sys_error(path_, what, err));
+}
+
+void AtomicFileWriter::commit() {
+  if (file_ == nullptr) throw Error(path_ + ": atomic write already committed or failed");
+  if (std::fflush(file_) != 0 || std::ferror(file_)) fail("write failed", errno);
+  if (::fsync(::fileno(file_)) != 0) fail("fsync failed", errno);
+  const int rc = std::fclose(file_);
+  file_ = nullptr;
+  if (rc != 0) fail("close failed", errno);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file over it", errno);
+  fsync_dir(dir_of(path_));
+}
+
+void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write) {
+  AtomicFileWriter out(path);
   try {
-    write(f);
-  } catch (const Error& e) {
-    abandon(e.what());
+    write(out.file());
+  } catch (const Error&) {
+    throw;  // the writer's destructor removes the temporary file
   } catch (const std::exception& e) {
-    abandon(path + ": write failed: " + e.what());
+    throw Error(path + ": write failed: " + e.what());
   } catch (...) {
-    abandon(path + ": write failed with an unknown exception");
+    throw Error(path + ": write failed with an unknown exception");
   }
-  if (std::fflush(f) != 0 || std::ferror(f)) abandon(sys_error(path, "write failed", errno));
-  if (::fsync(::fileno(f)) != 0) abandon(sys_error(path, "fsync failed", errno));
-  int rc = std::fclose(f);
-  f = nullptr;
-  if (rc != 0) abandon(sys_error(path, "close failed", errno));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    abandon(sys_error(path, "cannot rename the temporary file over it", errno));
-  fsync_dir(dir);
+  out.commit();
 }
 
 void write_file_atomic(const std::string& path, std::string_view contents) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer_impl.h"
 
@@ -246,19 +247,16 @@ std::string BasicTokenizer::token_to_piece(int32_t id, bool render_special) cons
 namespace slm {
 namespace {
 
+// Feeds values into a running FNV-1a 64 hash.
 struct Fnv1a {
-  uint64_t h = 1469598103934665603ull;
-  void bytes(const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  }
+  uint64_t h = kFnvOffset;
   // Length-prefixed, so that ("ab","c") and ("a","bc") hash differently.
   void str(std::string_view s) {
     const uint64_t n = s.size();
-    bytes(&n, sizeof n);
-    bytes(s.data(), s.size());
+    h = fnv1a64(&n, sizeof n, h);
+    h = fnv1a64(s.data(), s.size(), h);
   }
-  template <class T> void pod(T v) { bytes(&v, sizeof v); }
+  template <class T> void pod(T v) { h = fnv1a64(&v, sizeof v, h); }
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "model/model_metadata.h"
@@ -20,11 +21,6 @@ std::vector<uint8_t> float_bytes(const float* p, int64_t n) {
   return out;
 }
 
-std::string hex64(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 uint64_t parse_hex64(const std::string& s, const std::string& what) {
   if (s.size() != 16) throw Error("bad " + what + " '" + s + "'");
@@ -53,7 +49,7 @@ uint64_t state_checksum(const std::string& config_json, int64_t step, uint64_t t
                         const std::string& rng, const std::string& fingerprint,
                         const std::vector<std::pair<const float*, int64_t>>& tensors) {
   uint64_t h = kFnvOffset;
-  auto add = [&h](const void* p, size_t n) { h = fnv1a64(static_cast<const unsigned char*>(p), n, h); };
+  auto add = [&h](const void* p, size_t n) { h = fnv1a64(p, n, h); };
   add(config_json.data(), config_json.size());
   add(&step, sizeof step);
   add(&tokens_seen, sizeof tokens_seen);

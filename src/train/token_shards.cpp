@@ -31,11 +31,6 @@ void store_u64(unsigned char* p, uint64_t v) {
   store_u32(p + 4, static_cast<uint32_t>(v >> 32));
 }
 
-std::string hex64(uint64_t v) {
-  char buf[20];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 // The 64-byte header as it goes on disk.
 void encode_header(const ShardHeader& h, unsigned char* out) {
@@ -50,26 +45,8 @@ void encode_header(const ShardHeader& h, unsigned char* out) {
   store_u64(out + 48, h.checksum);
 }
 
-std::string dir_of(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-std::string sys_error(const std::string& path, const std::string& what, int err) {
-  return path + ": " + what + ": " + std::strerror(err);
-}
-
 }  // namespace
 
-uint64_t fnv1a64(const unsigned char* data, size_t n, uint64_t h) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= data[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 uint32_t shard_token_bytes(uint32_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 
@@ -176,44 +153,16 @@ ShardWriter::ShardWriter(std::string path, uint32_t vocab_size, uint64_t tokeniz
   header_.tokenizer_fingerprint = tokenizer_fingerprint;
   header_.checksum = kFnvOffset;  // running value until finish()
 
-  const std::string dir = dir_of(path_);
-  const size_t slash = path_.find_last_of('/');
-  const std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
-  std::string tmpl = (dir == "/" ? std::string("/") : dir + "/") + "." + base + ".tmp-XXXXXX";
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  int fd = ::mkstemp(name.data());
-  if (fd < 0) throw Error(sys_error(path_, "cannot create a temporary file in " + dir, errno));
-  tmp_path_ = name.data();
-  ::fchmod(fd, 0644);
-  file_ = ::fdopen(fd, "wb");
-  if (file_ == nullptr) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp_path_.c_str());
-    throw Error(sys_error(path_, "cannot open a temporary file", err));
-  }
+  out_ = std::make_unique<AtomicFileWriter>(path_);
   // Placeholder header; the real one is written by finish().
   unsigned char head[kShardHeaderBytes];
   encode_header(header_, head);
-  if (std::fwrite(head, 1, sizeof head, file_) != sizeof head) {
-    int err = errno;
-    std::fclose(file_);
-    file_ = nullptr;
-    ::unlink(tmp_path_.c_str());
-    throw Error(sys_error(path_, "write failed", err));
-  }
+  if (std::fwrite(head, 1, sizeof head, out_->file()) != sizeof head) out_->fail("write failed", errno);
 }
 
-ShardWriter::~ShardWriter() {
-  if (file_ != nullptr) {
-    std::fclose(file_);
-    ::unlink(tmp_path_.c_str());
-  }
-}
-
+ShardWriter::~ShardWriter() = default;
 void ShardWriter::add_document(const int32_t* ids, size_t n) {
-  if (file_ == nullptr) throw Error(path_ + ": shard writer already finished");
+  if (!out_) throw Error(path_ + ": shard writer already finished");
   if (n == 0) return;  // an empty document has nothing to store
   const uint32_t tb = header_.token_bytes;
   buf_.resize(n * tb);
@@ -229,46 +178,21 @@ void ShardWriter::add_document(const int32_t* ids, size_t n) {
       store_u32(&buf_[4 * i], id);
     }
   }
-  if (std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size())
-    throw Error(sys_error(path_, "write failed", errno));
+  if (std::fwrite(buf_.data(), 1, buf_.size(), out_->file()) != buf_.size()) out_->fail("write failed", errno);
   header_.checksum = fnv1a64(buf_.data(), buf_.size(), header_.checksum);
   header_.n_tokens += n;
   header_.n_documents += 1;
 }
 
 void ShardWriter::finish() {
-  if (file_ == nullptr) throw Error(path_ + ": shard writer already finished");
+  if (!out_) throw Error(path_ + ": shard writer already finished");
   unsigned char head[kShardHeaderBytes];
   encode_header(header_, head);
-  auto fail = [&](const std::string& what) {
-    int err = errno;
-    std::fclose(file_);
-    file_ = nullptr;
-    ::unlink(tmp_path_.c_str());
-    throw Error(sys_error(path_, what, err));
-  };
-  if (std::fseek(file_, 0, SEEK_SET) != 0) fail("seek failed");
-  if (std::fwrite(head, 1, sizeof head, file_) != sizeof head) fail("write failed");
-  if (std::fflush(file_) != 0 || std::ferror(file_)) fail("write failed");
-  if (::fsync(::fileno(file_)) != 0) fail("fsync failed");
-  const int rc = std::fclose(file_);
-  file_ = nullptr;
-  if (rc != 0) {
-    int err = errno;
-    ::unlink(tmp_path_.c_str());
-    throw Error(sys_error(path_, "close failed", err));
-  }
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp_path_.c_str());
-    throw Error(sys_error(path_, "cannot rename the temporary file over it", err));
-  }
-  // Best effort: make the rename durable.
-  int dfd = ::open(dir_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  std::FILE* f = out_->file();
+  if (std::fseek(f, 0, SEEK_SET) != 0) out_->fail("seek failed", errno);
+  if (std::fwrite(head, 1, sizeof head, f) != sizeof head) out_->fail("write failed", errno);
+  out_->commit();
+  out_.reset();
 }
 
 }  // namespace slm

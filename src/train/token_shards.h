@@ -27,6 +27,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+
+#include "core/hash.h"
+#include "io/atomic_file.h"
 #include <string>
 #include <vector>
 
@@ -95,15 +98,11 @@ class ShardWriter {
   const ShardHeader& header() const { return header_; }
 
  private:
-  std::string path_, tmp_path_;
-  std::FILE* file_ = nullptr;
+  std::string path_;
+  std::unique_ptr<AtomicFileWriter> out_;  // null once finished
   ShardHeader header_;
   std::vector<unsigned char> buf_;  // encoded tokens of the current document
 };
 
-// The checksum the header stores: FNV-1a 64 over the token bytes, continued from `h`
-// (start with kFnvOffset).
-inline constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-uint64_t fnv1a64(const unsigned char* data, size_t n, uint64_t h = kFnvOffset);
 
 }  // namespace slm
