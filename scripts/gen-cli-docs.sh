@@ -13,7 +13,8 @@ slm=${1:-build/slm}
   "$slm" --help
   echo '```'
   for cmd in "info" "tokenize" "generate" "chat" "bench" "init" "tokenizer" "tokenizer train" "tokenizer eval" \
-             "data" "data prepare" "train" "eval" "export" "plot" "debug-train" "debug-train grads" "debug-train adamw"; do
+             "data" "data prepare" "train" "eval" "export" "plot" "debug-train" "debug-train grads" "debug-train adamw" \
+             "collab" "collab generate" "collab router" "collab router train" "collab router score" "collab eval"; do
     echo
     echo "## slm $cmd"
     echo

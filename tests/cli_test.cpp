@@ -19,7 +19,8 @@ TEST(Cli, HelpOfEverySubcommandIsInTheDocs) {
   const std::string docs = read_text(std::filesystem::path(SLM_SOURCE_DIR) / "docs" / "cli.md");
   for (const char* cmd : {"", "info", "tokenize", "generate", "chat", "bench", "init", "tokenizer", "tokenizer train",
                           "tokenizer eval", "data", "data prepare", "train", "eval", "export", "plot",
-                          "debug-train", "debug-train grads", "debug-train adamw"}) {
+                          "debug-train", "debug-train grads", "debug-train adamw", "collab", "collab generate",
+                          "collab router", "collab router train", "collab router score", "collab eval"}) {
     const CommandResult r = run_slm(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(docs.find(r.out), std::string::npos)

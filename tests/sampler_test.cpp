@@ -369,5 +369,192 @@ TEST(Sampler, LogSoftmaxAndTopLogits) {
   EXPECT_EQ(argmax(v), 1);
 }
 
+// ---- distribution() and draw(): the exact distribution sample() draws from ------------------
+
+struct DistCase {
+  const char* name;
+  float temperature;
+  int top_k;
+  float top_p, min_p, repeat_penalty;
+};
+
+const DistCase kDistCases[] = {
+    {"greedy", 0.0f, 40, 0.95f, 0.05f, 1.0f},
+    {"plain t=0.7", 0.7f, 0, 1.0f, 0.0f, 1.0f},
+    {"plain t=1.5", 1.5f, 0, 1.0f, 0.0f, 1.0f},
+    {"top-k 5", 1.0f, 5, 1.0f, 0.0f, 1.0f},
+    {"top-p 0.8", 1.0f, 0, 0.8f, 0.0f, 1.0f},
+    {"min-p 0.1", 0.9f, 0, 1.0f, 0.1f, 1.0f},
+    {"all filters t=1.3", 1.3f, 10, 0.9f, 0.05f, 1.0f},
+    {"defaults + repeat penalty", 0.8f, 40, 0.95f, 0.05f, 1.3f},
+};
+
+SamplerParams params_of(const DistCase& c, uint64_t seed) {
+  SamplerParams p;
+  p.temperature = c.temperature;
+  p.top_k = c.top_k;
+  p.top_p = c.top_p;
+  p.min_p = c.min_p;
+  p.repeat_penalty = c.repeat_penalty;
+  p.repeat_last_n = -1;
+  p.seed = seed;
+  return p;
+}
+
+// Brute force, in double: repetition penalty on each distinct history token, then greedy or
+// (full stable sort) top-k, top-p over the top-k set at temperature 1, min-p, and a softmax of
+// the kept logits divided by the temperature.
+std::map<int32_t, double> reference_full(std::vector<float> l, const std::vector<int32_t>& history,
+                                         const DistCase& c) {
+  std::vector<int32_t> distinct = history;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  for (int32_t id : distinct) l[id] = l[id] > 0 ? l[id] / c.repeat_penalty : l[id] * c.repeat_penalty;
+  std::vector<int32_t> order(l.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  if (c.temperature <= 0.0f) return {{order[0], 1.0}};
+  if (c.top_k > 0 && static_cast<size_t>(c.top_k) < order.size()) order.resize(c.top_k);
+  const double mx = l[order[0]];
+  double z = 0.0;
+  for (int32_t id : order) z += std::exp(l[id] - mx);
+  std::vector<int32_t> kept;
+  double cum = 0.0;
+  for (int32_t id : order) {
+    kept.push_back(id);
+    cum += std::exp(l[id] - mx) / z;
+    if (c.top_p < 1.0f && cum >= c.top_p) break;
+  }
+  std::map<int32_t, double> out;
+  double kz = 0.0;
+  for (int32_t id : kept)
+    if (std::exp(l[id] - mx) >= c.min_p) kz += std::exp((l[id] - mx) / c.temperature);
+  for (int32_t id : kept)
+    if (std::exp(l[id] - mx) >= c.min_p) out[id] = std::exp((l[id] - mx) / c.temperature) / kz;
+  return out;
+}
+
+// Chi-square of counts against probabilities, cells with expected count < 5 pooled into one.
+// Returns (statistic, degrees of freedom).
+std::pair<double, double> pooled_chi2(const std::map<int32_t, int>& counts,
+                                      const std::map<int32_t, double>& probs, int n) {
+  double chi2 = 0.0, pool_e = 0.0, pool_o = 0.0;
+  int cells = 0;
+  for (const auto& [id, p] : probs) {
+    const auto it = counts.find(id);
+    const double o = it == counts.end() ? 0.0 : it->second, e = p * n;
+    if (e < 5.0) {
+      pool_e += e;
+      pool_o += o;
+      continue;
+    }
+    chi2 += (o - e) * (o - e) / e;
+    ++cells;
+  }
+  if (pool_e > 0.0) {
+    chi2 += (pool_o - pool_e) * (pool_o - pool_e) / std::max(pool_e, 1.0);
+    ++cells;
+  }
+  return {chi2, static_cast<double>(std::max(cells - 1, 1))};
+}
+
+TEST(SamplerDistribution, MatchesABruteForceReference) {
+  std::mt19937 gen(21);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::uniform_int_distribution<int32_t> pick(0, 59);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<float> l(60);
+    for (float& x : l) x = normal(gen);
+    std::vector<int32_t> history;
+    for (int i = 0; i < 8; ++i) history.push_back(pick(gen));
+    for (const DistCase& c : kDistCases) {
+      SCOPED_TRACE(std::string(c.name) + ", trial " + std::to_string(trial));
+      const std::map<int32_t, double> want = reference_full(l, history, c);
+      Sampler s(params_of(c, 1));
+      std::vector<float> row = l;
+      const auto got = s.distribution(row, history);
+      double total = 0.0;
+      std::map<int32_t, double> got_map;
+      for (const auto& [id, p] : got) {
+        EXPECT_TRUE(got_map.emplace(id, p).second) << "id " << id << " listed twice";
+        total += p;
+      }
+      EXPECT_NEAR(total, 1.0, 1e-5);
+      ASSERT_EQ(got_map.size(), want.size()) << "different kept sets";
+      for (const auto& [id, p] : want) {
+        ASSERT_TRUE(got_map.count(id)) << "token " << id << " missing";
+        EXPECT_NEAR(got_map[id], p, 2e-6 + 1e-5 * p) << "token " << id;
+      }
+      // Like sample(), the penalties are applied to the row in place.
+      std::vector<float> penalised = l;
+      apply_penalties(penalised, history, params_of(c, 1));
+      EXPECT_EQ(row, penalised);
+    }
+  }
+}
+
+TEST(SamplerDistribution, SampleFrequenciesMatchIt) {
+  // sample() must draw from exactly what distribution() reports: 20000 draws per parameter set,
+  // chi-square with a fixed seed against a loose bound (a shifted candidate set or a wrong
+  // temperature gives statistics far above it).
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  std::vector<float> l(40);
+  for (float& x : l) x = normal(gen);
+  const std::vector<int32_t> history = {3, 7, 7, 11};
+  const int n = 20000;
+  for (const DistCase& c : kDistCases) {
+    SCOPED_TRACE(c.name);
+    Sampler s(params_of(c, 77));
+    std::vector<float> row = l;
+    std::map<int32_t, double> probs;
+    for (const auto& [id, p] : s.distribution(row, history)) probs[id] = p;
+    std::map<int32_t, int> counts;
+    for (int i = 0; i < n; ++i) {
+      row = l;
+      const int32_t id = s.sample(row, history);
+      ASSERT_TRUE(probs.count(id)) << "drew token " << id << " outside the distribution";
+      ++counts[id];
+    }
+    const auto [chi2, df] = pooled_chi2(counts, probs, n);
+    EXPECT_LT(chi2, df + 6.0 * std::sqrt(2.0 * df) + 10.0) << "chi-square, df " << df;
+  }
+}
+
+TEST(SamplerDistribution, DrawFollowsTheWeights) {
+  Sampler s(plain(1.0f, 9));
+  const std::vector<std::pair<int32_t, float>> sparse = {{7, 0.5f}, {2, 0.0f}, {4, 1.5f}, {9, 2.0f}};
+  const std::vector<float> dense = {0.0f, 3.0f, 1.0f, 0.0f, 4.0f};
+  const int n = 20000;
+  std::map<int32_t, int> cs, cd;
+  for (int i = 0; i < n; ++i) {
+    ++cs[s.draw(sparse)];
+    ++cd[s.draw_weights(dense)];
+  }
+  const auto [x1, df1] = pooled_chi2(cs, {{7, 0.125}, {4, 0.375}, {9, 0.5}}, n);
+  EXPECT_EQ(cs.count(2), 0u) << "a zero weight was drawn";
+  EXPECT_LT(x1, df1 + 6.0 * std::sqrt(2.0 * df1) + 10.0);
+  const auto [x2, df2] = pooled_chi2(cd, {{1, 0.375}, {2, 0.125}, {4, 0.5}}, n);
+  EXPECT_EQ(cd.count(0) + cd.count(3), 0u) << "a zero weight was drawn";
+  EXPECT_LT(x2, df2 + 6.0 * std::sqrt(2.0 * df2) + 10.0);
+
+  EXPECT_THROW(s.draw(std::vector<std::pair<int32_t, float>>{{1, 0.0f}}), Error);
+  EXPECT_THROW(s.draw(std::vector<std::pair<int32_t, float>>{{1, -1.0f}, {2, 2.0f}}), Error);
+  EXPECT_THROW(s.draw_weights(std::vector<float>{0.0f, 0.0f}), Error);
+  EXPECT_THROW(s.draw_weights(std::vector<float>{}), Error);
+}
+
+TEST(SamplerDistribution, DistributionDoesNotTouchTheRng) {
+  // Asking for the distribution must not shift the random stream sample() uses.
+  SamplerParams p = plain(1.0f, 3);
+  Sampler a(p), b(p);
+  std::vector<float> l = logits_of(kProbs);
+  for (int i = 0; i < 50; ++i) {
+    std::vector<float> r1 = l, r2 = l, r3 = l;
+    (void)b.distribution(r3, {});
+    EXPECT_EQ(a.sample(r1, {}), b.sample(r2, {}));
+  }
+}
+
 }  // namespace
 }  // namespace slm

@@ -1,6 +1,8 @@
 // slm generate: complete a prompt, streaming the text; --json prints one object instead so that
 // a golden check is a comparison of two JSON files; --logits-out writes the raw logits of every
-// step for reference checks against PyTorch.
+// step for reference checks against PyTorch. --draft SMALL runs speculative decoding
+// (generate/speculative.h): the small model drafts, the -m model verifies; the text follows the
+// -m model's distribution, and the acceptance figures are printed on stderr (and in --json).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -11,6 +13,8 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "generate/generator.h"
+#include "generate/speculative.h"
+#include "generate/vocab_check.h"
 #include "io/atomic_file.h"
 
 namespace slm::cli {
@@ -18,6 +22,9 @@ namespace {
 
 struct GenerateFlags {
   std::string model, prompt, prompt_file, prompt_ids, logits_out;
+  std::string draft;  // speculative decoding's draft model; empty: off
+  int draft_max = 4;
+  float draft_min_prob = 0.0f;
   int n_predict = 128;
   SamplingFlags sampling;
   RuntimeFlags rt;
@@ -31,7 +38,20 @@ void run_generate(const GenerateFlags& f) {
   if (f.top_logits < 0) throw Error("--top-logits must be >= 0");
   for (const auto& s : f.stop)
     if (s.empty()) throw Error("--stop strings must not be empty");
+  if (!f.draft.empty() && !f.logits_out.empty())
+    throw Error("--logits-out cannot be combined with --draft (speculative decoding scores drafts in "
+                "batches, not one step at a time); run without --draft to dump logits");
+  SpeculativeOptions spec;
+  spec.draft_max = f.draft_max;
+  spec.draft_min_prob = f.draft_min_prob;
+  spec.validate();
   auto model = load_model(f.model);
+  std::unique_ptr<Model> draft_model;
+  if (!f.draft.empty()) {
+    draft_model = load_model(f.draft);
+    check_shared_vocab(model->tokenizer(), "model " + f.model, draft_model->tokenizer(),
+                       "draft model " + f.draft);
+  }
   const Tokenizer& tok = model->tokenizer();
   std::vector<int32_t> prompt;
   if (!f.prompt_ids.empty()) {
@@ -73,7 +93,18 @@ void run_generate(const GenerateFlags& f) {
       return true;
     };
 
-  const GenerateResult r = generate(tr, kv, prompt, opt, on_text, on_logits);
+  GenerateResult r;
+  SpeculativeStats sst;
+  if (draft_model) {
+    // The draft gets a cache of the same length: it never has to hold more than the target.
+    Transformer draft_tr(*draft_model, pool);
+    KvCache draft_kv(draft_model->config(), ctx, f.rt.kv_dtype());
+    SpeculativeResult sr = generate_speculative(tr, kv, draft_tr, draft_kv, prompt, opt, spec, on_text);
+    r = std::move(sr.gen);
+    sst = sr.stats;
+  } else {
+    r = generate(tr, kv, prompt, opt, on_text, on_logits);
+  }
 
   if (!f.logits_out.empty())
     write_file_atomic(f.logits_out, std::string_view(reinterpret_cast<const char*>(logit_rows.data()),
@@ -90,6 +121,18 @@ void run_generate(const GenerateFlags& f) {
         {"last_prompt_top", top},
         {"timings", {{"prompt_s", pp_s}, {"generate_s", tg_s}}},
     };
+    if (draft_model)
+      j["speculative"] = {{"draft_model", f.draft},
+                          {"draft_max", spec.draft_max},
+                          {"draft_min_prob", spec.draft_min_prob},
+                          {"drafted", sst.drafted},
+                          {"accepted", sst.accepted},
+                          {"acceptance_rate", sst.acceptance_rate()},
+                          {"mean_accepted", sst.mean_accepted()},
+                          {"verifications", sst.verifications},
+                          {"target_calls", sst.target_calls},
+                          {"draft_calls", sst.draft_calls},
+                          {"tokens_per_s", sst.tokens_per_s}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -101,6 +144,13 @@ void run_generate(const GenerateFlags& f) {
                  prompt.size(), pp_s > 0 ? prompt.size() / pp_s : 0.0, gen,
                  tg_s > 0 && gen > 1 ? (gen - 1) / tg_s : 0.0, r.stop_reason.c_str());
   }
+  if (draft_model)
+    std::fprintf(stderr,
+                 "[speculative: drafted %lld, accepted %lld (acceptance %.1f%%), mean accepted %.2f "
+                 "per verification, %lld verifications, %.1f tok/s]\n",
+                 static_cast<long long>(sst.drafted), static_cast<long long>(sst.accepted),
+                 100.0 * sst.acceptance_rate(), sst.mean_accepted(),
+                 static_cast<long long>(sst.verifications), sst.tokens_per_s);
 }
 
 }  // namespace
@@ -125,6 +175,15 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-logits", f->top_logits, "entries in last_prompt_top (--json)")->capture_default_str();
   cmd->add_option("--logits-out", f->logits_out,
                   "write the raw logits of every step (float32, n_vocab per generated token) to this file");
+  auto* draft = cmd->add_option("--draft", f->draft,
+                                 "speculative decoding: GGUF draft model sharing -m's vocabulary (output follows -m)");
+  cmd->add_option("--draft-max", f->draft_max, "tokens drafted per verification (--draft)")
+      ->capture_default_str()
+      ->needs(draft);
+  cmd->add_option("--draft-min-prob", f->draft_min_prob,
+                  "stop drafting when the draft's top probability falls below this (--draft; 0 = off)")
+      ->capture_default_str()
+      ->needs(draft);
   cmd->callback([f] { run_generate(*f); });
 }
 

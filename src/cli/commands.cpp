@@ -25,6 +25,7 @@ int run(int argc, char** argv) {
   register_export(app);
   register_plot(app);
   register_debug_train(app);
+  register_collab(app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;

@@ -124,6 +124,10 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   slm::apply_penalties(logits, history, params_);
 }
 
+bool Sampler::any_filter(int64_t n) const {
+  return (params_.top_k > 0 && params_.top_k < n) || params_.top_p < 1.0f || params_.min_p > 0.0f;
+}
+
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   check(!logits.empty(), "empty logits row");
   apply_penalties(logits, history);
@@ -133,15 +137,9 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   if (params_.temperature <= 0.0f) return best;
 
   const auto n = static_cast<int64_t>(logits.size());
-  const bool top_k_on = params_.top_k > 0 && params_.top_k < n;
-  const bool top_p_on = params_.top_p < 1.0f;
-  const bool min_p_on = params_.min_p > 0.0f;
   const float inv_t = 1.0f / params_.temperature;
-  // Unnormalised probability at temperature 1, in (0, 1]. Single-precision exp is plenty for
-  // sampling and several times cheaper over a 150k vocabulary; sums are kept in double.
-  auto weight = [max_logit](float l) { return std::exp(l - max_logit); };
 
-  if (!top_k_on && !top_p_on && !min_p_on) {
+  if (!any_filter(n)) {
     // No filter: draw from the whole row in id order, nothing to sort; exp runs once per logit.
     weights_.resize(static_cast<size_t>(n));
     double sum = 0.0;
@@ -158,6 +156,102 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     }
     return best;  // rounding left target at the very end: fall back to the arg max
   }
+
+  const size_t keep = filtered_candidates(logits, max_logit);
+  // Step 7: temperature, softmax over the kept set, draw.
+  double sum = 0.0;
+  for (size_t i = 0; i < keep; ++i) sum += std::exp((cand_[i].first - max_logit) * inv_t);
+  const double target = uniform() * sum;
+  double acc = 0.0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += std::exp((cand_[i].first - max_logit) * inv_t);
+    if (acc > target) return cand_[i].second;
+  }
+  return cand_[keep - 1].second;
+}
+
+std::vector<std::pair<int32_t, float>> Sampler::distribution(std::span<float> logits,
+                                                             std::span<const int32_t> history) {
+  // Mirrors sample() step by step: the same candidate set and the same float weights, so that the
+  // probabilities are exactly those sample()'s draw uses (up to the final division).
+  check(!logits.empty(), "empty logits row");
+  apply_penalties(logits, history);
+  const int32_t best = argmax(logits);
+  const float max_logit = logits[best];
+  check(max_logit > kNegInf, "every logit is -inf or NaN: no token can be sampled");
+  std::vector<std::pair<int32_t, float>> out;
+  if (params_.temperature <= 0.0f) {
+    out.emplace_back(best, 1.0f);
+    return out;
+  }
+  const auto n = static_cast<int64_t>(logits.size());
+  const float inv_t = 1.0f / params_.temperature;
+  double sum = 0.0;
+  if (!any_filter(n)) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float l = logits[i];
+      const float w = l > kNegInf ? std::exp((l - max_logit) * inv_t) : 0.0f;
+      if (w > 0.0f) out.emplace_back(static_cast<int32_t>(i), w);
+      sum += w;
+    }
+  } else {
+    const size_t keep = filtered_candidates(logits, max_logit);
+    for (size_t i = 0; i < keep; ++i) {
+      const float w = std::exp((cand_[i].first - max_logit) * inv_t);
+      if (w > 0.0f) out.emplace_back(cand_[i].second, w);
+      sum += w;
+    }
+  }
+  for (auto& e : out) e.second = static_cast<float>(e.second / sum);
+  return out;
+}
+
+int32_t Sampler::draw(std::span<const std::pair<int32_t, float>> dist) {
+  double sum = 0.0;
+  for (const auto& [id, w] : dist) {
+    check(w >= 0.0f && std::isfinite(w), "draw: weights must be finite and >= 0, got " + std::to_string(w));
+    sum += w;
+  }
+  check(sum > 0.0, "draw: the weights sum to 0: no token can be drawn");
+  const double target = uniform() * sum;
+  double acc = 0.0;
+  int32_t last = -1;
+  for (const auto& [id, w] : dist) {
+    if (w <= 0.0f) continue;
+    acc += w;
+    last = id;
+    if (acc > target) return id;
+  }
+  return last;  // rounding left target at the very end
+}
+
+int32_t Sampler::draw_weights(std::span<const float> weights) {
+  double sum = 0.0;
+  for (float w : weights) {
+    check(w >= 0.0f && std::isfinite(w), "draw: weights must be finite and >= 0, got " + std::to_string(w));
+    sum += w;
+  }
+  check(sum > 0.0, "draw: the weights sum to 0: no token can be drawn");
+  const double target = uniform() * sum;
+  double acc = 0.0;
+  int32_t last = -1;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] <= 0.0f) continue;
+    acc += weights[i];
+    last = static_cast<int32_t>(i);
+    if (acc > target) return last;
+  }
+  return last;
+}
+
+size_t Sampler::filtered_candidates(std::span<const float> logits, float max_logit) {
+  const auto n = static_cast<int64_t>(logits.size());
+  const bool top_k_on = params_.top_k > 0 && params_.top_k < n;
+  const bool top_p_on = params_.top_p < 1.0f;
+  const bool min_p_on = params_.min_p > 0.0f;
+  // Unnormalised probability at temperature 1, in (0, 1]. Single-precision exp is plenty for
+  // sampling and several times cheaper over a 150k vocabulary; sums are kept in double.
+  auto weight = [max_logit](float l) { return std::exp(l - max_logit); };
 
   // Gather the candidates steps 4 and 6 keep, in no particular order, and z, the normaliser that
   // top-p sees (sum of weights over the top-k set if top-k is on, else over the whole row).
@@ -195,18 +289,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   }
 
   // Step 5, top-p: moves the kept tokens to the front.
-  const size_t keep = top_p_on ? top_p_prefix(z) : cand_.size();
-
-  // Step 7: temperature, softmax over the kept set, draw.
-  double sum = 0.0;
-  for (size_t i = 0; i < keep; ++i) sum += std::exp((cand_[i].first - max_logit) * inv_t);
-  const double target = uniform() * sum;
-  double acc = 0.0;
-  for (size_t i = 0; i < keep; ++i) {
-    acc += std::exp((cand_[i].first - max_logit) * inv_t);
-    if (acc > target) return cand_[i].second;
-  }
-  return cand_[keep - 1].second;
+  return top_p_on ? top_p_prefix(z) : cand_.size();
 }
 
 size_t Sampler::top_p_prefix(double z) {

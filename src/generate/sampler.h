@@ -54,15 +54,32 @@ class Sampler {
   // Returns a token id in [0, n_vocab).
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
 
+  // The exact distribution sample() draws from for the same inputs (steps 1-7 without the draw):
+  // (id, probability) pairs with probability > 0, summing to 1 (up to rounding), in no promised
+  // order; greedy gives the one pair (arg max, 1). Same arguments and side effect on logits as
+  // sample() (penalties applied in place); uses no randomness. For callers that need p(x) itself,
+  // e.g. speculative decoding's acceptance rule.
+  std::vector<std::pair<int32_t, float>> distribution(std::span<float> logits,
+                                                      std::span<const int32_t> history);
+  // Draws an id from a distribution such as distribution() returns, with this sampler's RNG
+  // (one uniform draw). Weights need not be normalised: non-negative, some > 0, else slm::Error.
+  int32_t draw(std::span<const std::pair<int32_t, float>> dist);
+  // The same for a dense weight vector: returns an index i with probability weights[i] / sum.
+  int32_t draw_weights(std::span<const float> weights);
+  // Uniform double in [0, 1) from 53 bits of the RNG (advances the same stream sample() uses).
+  double uniform();
+
   const SamplerParams& params() const { return params_; }
 
  private:
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+  // Steps 4-6 on a row whose maximum is max_logit (> -inf) when at least one filter is on: fills
+  // cand_ and returns how many of its first entries are kept.
+  size_t filtered_candidates(std::span<const float> logits, float max_logit);
   // Top-p over cand_ (unordered, holding the row's max) with normaliser z: moves the kept tokens
   // to the front of cand_ and returns how many there are.
   size_t top_p_prefix(double z);
-  // Uniform double in [0, 1) from 53 bits of the RNG.
-  double uniform();
+  bool any_filter(int64_t n_vocab) const;
 
   SamplerParams params_;
   std::mt19937_64 rng_;

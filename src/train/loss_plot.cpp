@@ -223,12 +223,17 @@ PlotAxes plot_axes(const std::vector<TrainingLog>& logs, const PlotOptions& opt)
         xlo = std::min(xlo, x), xhi = std::max(xhi, x);
         ylo = std::min(ylo, p.value), yhi = std::max(yhi, p.value);
       }
-  if (!any_train)
+  if (!any_train && (opt.require_train || xlo > xhi))
     throw Error(std::string("no training line has a numeric \"") + axis_key(opt.x) + "\"" +
                 (opt.log_y ? " and a positive loss (--log-y)" : "") + " to plot against (--x)");
+  if (opt.pad) {
+    const double dx = 0.04 * std::max(xhi - xlo, 1e-9), dy = 0.04 * std::max(yhi - ylo, 1e-9);
+    xlo -= dx, xhi += dx, ylo -= dy, yhi += dy;
+  }
   a.x_label = opt.x == PlotX::Step ? "step" : opt.x == PlotX::Tokens ? "tokens" : "time (s)";
   if (opt.x == PlotX::Time && xhi > 2 * 3600) a.x_div = 3600, a.x_label = "time (h)";
   else if (opt.x == PlotX::Time && xhi > 180) a.x_div = 60, a.x_label = "time (min)";
+  if (!opt.x_label.empty()) a.x_label = opt.x_label;
   a.x_lo = xlo / a.x_div, a.x_hi = xhi / a.x_div;
   a.x_ticks = linear_ticks(a.x_lo, a.x_hi);
   a.y_lo = ylo, a.y_hi = yhi;
@@ -313,7 +318,7 @@ void draw(const std::vector<TrainingLog>& logs, const PlotOptions& opt, Painter&
   }
   p.rect(crisp(a.left), crisp(a.top), crisp(a.right), crisp(a.bottom), std::nullopt, kFrame);
   p.text((a.left + a.right) / 2, opt.height - 20, a.x_label, 2, kInk, 0, false);
-  p.text(16 + Canvas::text_height(2) / 2.0, (a.top + a.bottom) / 2, a.log_y ? "loss (log scale)" : "loss", 2, kInk,
+  p.text(16 + Canvas::text_height(2) / 2.0, (a.top + a.bottom) / 2, !opt.y_label.empty() ? opt.y_label : a.log_y ? "loss (log scale)" : "loss", 2, kInk,
          0, true);
 
   // Data, clipped to the plot area.
@@ -338,7 +343,9 @@ void draw(const std::vector<TrainingLog>& logs, const PlotOptions& opt, Painter&
       }
     const double sm = smoothing_of(log, opt);
     const std::string name = logs.size() == 1 ? "train loss" : log.name + " train";
-    if (sm > 0) {
+    if (raw.empty()) {
+      // A points-only series: no training line, no legend entry for one.
+    } else if (sm > 0) {
       p.line(raw, 1, mix(c, kWhite, 0.6), "train-raw run" + run);
       const std::vector<double> s = ema_smooth(values, sm);
       Points smooth;
@@ -358,7 +365,8 @@ void draw(const std::vector<TrainingLog>& logs, const PlotOptions& opt, Painter&
       const Rgb vc = mix(c, Rgb{0, 0, 0}, 0.3);
       p.line(val, 1.5, vc, "val run" + run);
       for (const auto& [x, y] : val) p.disc(x, y, 4, vc, "val-point run" + run);
-      legend.push_back({logs.size() == 1 ? "val loss" : log.name + " val", vc, true, 1.5});
+      legend.push_back({!opt.require_train ? log.name : logs.size() == 1 ? "val loss" : log.name + " val", vc,
+                        true, 1.5});
     }
   }
   p.clip_to(nullptr);
@@ -367,7 +375,8 @@ void draw(const std::vector<TrainingLog>& logs, const PlotOptions& opt, Painter&
   int text_w = 0;
   for (const auto& e : legend) text_w = std::max(text_w, Canvas::text_width(e.label, 2));
   const double row = 24, bw = 12 + 28 + 10 + text_w + 12, bh = 10 + row * legend.size();
-  const double bx1 = std::floor(a.right) - 10, bx0 = bx1 - bw, by0 = std::floor(a.top) + 10;
+  const double bx1 = std::floor(a.right) - 10, bx0 = bx1 - bw;
+  const double by0 = opt.legend_bottom ? std::floor(a.bottom) - 10 - bh : std::floor(a.top) + 10;
   p.rect(crisp(bx0), crisp(by0), crisp(bx1), crisp(by0 + bh), kWhite, Rgb{200, 200, 200});
   for (size_t i = 0; i < legend.size(); ++i) {
     const double y = by0 + 5 + row * (i + 0.5);

@@ -50,6 +50,14 @@ struct PlotOptions {
   double smooth = -1;     // EMA weight in [0, 1); 0 = off; < 0 = auto: 0.9 for a log with more
                           // than 50 training points, else off
   int width = 960, height = 600;
+  // Charts of other measurements drawn with the same machinery (e.g. `slm collab eval --plot`: each
+  // "log" is one strategy whose val points are (x, value) pairs): axis labels instead of
+  // step/tokens/time and loss, no training line required (a log with only val points is legended
+  // by its name alone), and the legend in the bottom-right corner for curves that rise.
+  std::string x_label, y_label;  // empty: the defaults
+  bool require_train = true;
+  bool legend_bottom = false;
+  bool pad = false;  // widen both data ranges by 4% a side, so that points on the edges show whole
 };
 
 // Where data lands in the picture: the plot area in pixels and the axis ranges (x in display

@@ -41,6 +41,8 @@ struct TrainConfig {
   float rope_base = 10000.0f;
   float norm_eps = 1e-5f;
   float init_std = 0.02f;       // normal init; output projections scaled by 1/sqrt(2 * n_layers)
+  std::string init_from;        // fine-tuning: start from this GGUF model's (or checkpoint's) weights,
+                                // which must have the configured shapes and the data's tokenizer
 
   // Optimisation
   int64_t batch_size = 8;       // sequences per micro-batch

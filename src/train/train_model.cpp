@@ -41,6 +41,10 @@ ParamLayout::ParamLayout(const ModelConfig& c) {
   if (!c.tied_output) add("output.weight", {c.dim, c.n_vocab});
 }
 
+ParamLayout::ParamLayout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) {
+  for (const auto& [name, shape] : tensors) add(name, shape);
+}
+
 void ParamLayout::add(std::string name, std::vector<int64_t> shape, bool embedding) {
   ParamTensor t;
   t.name = std::move(name);

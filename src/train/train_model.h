@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -36,6 +37,8 @@ struct ParamTensor {
 class ParamLayout {
  public:
   explicit ParamLayout(const ModelConfig& c);
+  // Any other set of tensors (e.g. the token router's MLP), in order; 2-D tensors are matrices.
+  explicit ParamLayout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors);
   const std::vector<ParamTensor>& tensors() const { return tensors_; }
   int64_t total() const { return total_; }
   // Throws slm::Error if there is no such tensor.

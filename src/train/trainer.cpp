@@ -227,6 +227,17 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
     restore_checkpoint(*ckpt, model, adam);
     state = ckpt->state;
     rng.set_state(state.rng);
+  } else if (!c.init_from.empty()) {
+    // Fine-tuning: the starting weights must read token ids as the data's tokenizer writes them.
+    auto init = GgufFile::open(c.init_from);
+    if (Tokenizer::from_gguf(*init)->fingerprint() != data.fingerprint)
+      throw Error("init_from " + c.init_from + " uses a different tokenizer than " + c.data +
+                  "/tokenizer.gguf; prepare the data with that model's tokenizer");
+    try {
+      model.load_params(*init);
+    } catch (const Error& e) {
+      throw Error("init_from " + c.init_from + ": " + e.what() + " (set the model shape to the one of that model)");
+    }
   } else {
     model.init_random(c.seed, c.init_std);
   }
