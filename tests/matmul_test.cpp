@@ -234,6 +234,43 @@ TEST(Matmul, Avx512FloatMatchesAvx2) {
   set_use_avx512f(prev_f);
 }
 
+// With AVX-512F, a float-weight product of m rows gives each row exactly (bit for bit) what the
+// decode kernel (m = 1) gives it, for any m and 1 or 2 threads, when rows are a multiple of 16:
+// speculative decoding verifies k drafted tokens in one forward and must pick the same tokens as
+// plain decoding would. Referee: the m = 1 product of each row on its own.
+TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
+  const bool prev = set_use_avx2(true);
+  const bool prev_f = set_use_avx512f(true);
+  if (!use_avx2() || !use_avx512f()) {
+    set_use_avx2(prev);
+    set_use_avx512f(prev_f);
+    GTEST_SKIP() << "no AVX-512F kernels";
+  }
+  uint32_t seed = 400;
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (DType t : {DType::F32, DType::F16}) {
+      // cols: a multiple of 16, one with an 8-wide tail, one with a scalar tail.
+      for (const Shape& s : {Shape{64, 320}, Shape{32, 864}, Shape{48, 72}, Shape{16, 44}, Shape{1040, 64}}) {
+        const Weights w = make_weights(t, s.rows, s.cols, seed++);
+        for (int64_t m : {2, 3, 5, 7, 8, 13}) {
+          SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols
+                                            << " m=" << m << " threads=" << threads);
+          const auto x = make_input(m, s.cols, seed++);
+          std::vector<float> y(static_cast<size_t>(m * s.rows)), one(static_cast<size_t>(s.rows));
+          matmul(pool, w.view, x.data(), m, y.data());
+          for (int64_t i = 0; i < m; ++i) {
+            matmul(pool, w.view, x.data() + i * s.cols, 1, one.data());
+            for (int64_t r = 0; r < s.rows; ++r) ASSERT_EQ(y[i * s.rows + r], one[r]) << "row " << i << " out " << r;
+          }
+        }
+      }
+    }
+  }
+  set_use_avx2(prev);
+  set_use_avx512f(prev_f);
+}
+
 // The two kernel families agree within float rounding on the same quantized activations.
 TEST_P(MatmulTypes, ScalarMatchesAvx2) {
   const DType t = GetParam();

@@ -229,6 +229,74 @@ TEST(Ops, Avx2AttentionKernelsMatchScalar) {
 #endif
 }
 
+// A row's score does not depend on how many rows the call scores (rows go in groups of 4 with
+// a shared transpose, leftovers one by one): position p of a batched forward must attend exactly
+// as a decode step at p does. Referee: the same kernel called for that row alone.
+TEST(Ops, Avx2AttentionScoresIndependentOfRowCount) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (!cpu_features().avx2) GTEST_SKIP() << "CPU has no AVX2";
+  for (DType t : {DType::F32, DType::F16}) {
+    for (int64_t hd : {8, 20, 24, 64, 72}) {
+      const int64_t n_ctx = 23, stride = hd + 8;
+      const auto q = random_vector(hd, 5);
+      const auto kf = random_vector(stride * n_ctx, 6);
+      std::vector<uint16_t> kh(kf.size());
+      store_row(kf.data(), kh.data(), DType::F16, int64_t(kf.size()));
+      const auto* k = t == DType::F32 ? static_cast<const unsigned char*>(static_cast<const void*>(kf.data()))
+                                      : static_cast<const unsigned char*>(static_cast<const void*>(kh.data()));
+      const size_t elem = t == DType::F32 ? 4 : 2;
+      std::vector<float> all(n_ctx), one(1), ref(n_ctx);
+      avx2::attention_scores(q.data(), k, stride, t, n_ctx, hd, 0.25f, all.data());
+      scalar::attention_scores(q.data(), k, stride, t, n_ctx, hd, 0.25f, ref.data());
+      for (int64_t i = 0; i < n_ctx; ++i) {
+        avx2::attention_scores(q.data(), k + static_cast<size_t>(i * stride) * elem, stride, t, 1, hd, 0.25f,
+                               one.data());
+        EXPECT_EQ(all[i], one[0]) << "hd=" << hd << " row " << i;
+        EXPECT_NEAR(all[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+      }
+    }
+  }
+#else
+  GTEST_SKIP() << "built without AVX2 kernels";
+#endif
+}
+
+// rmsnorm, silu_mul and add_inplace: AVX2 against the scalar versions (which the hand-value tests
+// above hold to the definitions), on lengths with and without vector tails.
+TEST(Ops, Avx2ElementwiseMatchScalar) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (!cpu_features().avx2) GTEST_SKIP() << "CPU has no AVX2";
+  for (int64_t dim : {1, 7, 8, 16, 33, 320, 867}) {
+    const auto x = random_vector(static_cast<size_t>(3 * dim), 50 + uint32_t(dim), 3.0f);
+    const auto w = random_vector(static_cast<size_t>(dim), 60 + uint32_t(dim));
+    std::vector<float> a(x.size()), b(x.size());
+    scalar::rmsnorm(x.data(), w.data(), 3, dim, 1e-5f, a.data());
+    avx2::rmsnorm(x.data(), w.data(), 3, dim, 1e-5f, b.data());
+    for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(b[j], a[j], 1e-6 * (std::abs(a[j]) + 1e-6)) << dim;
+    b = x;  // in place
+    avx2::rmsnorm(b.data(), w.data(), 3, dim, 1e-5f, b.data());
+    for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(b[j], a[j], 1e-6 * (std::abs(a[j]) + 1e-6)) << dim;
+
+    // silu over a wide range: large |g| saturates to g * up (g > 0) or to 0 (g < 0).
+    auto g1 = random_vector(static_cast<size_t>(dim), 70 + uint32_t(dim), 20.0f);
+    g1[0] = 0.0f;
+    if (dim > 2) g1[1] = 200.0f, g1[2] = -200.0f;
+    const auto up = random_vector(static_cast<size_t>(dim), 80 + uint32_t(dim));
+    auto g2 = g1;
+    scalar::silu_mul(g1.data(), up.data(), dim);
+    avx2::silu_mul(g2.data(), up.data(), dim);
+    for (int64_t j = 0; j < dim; ++j) EXPECT_NEAR(g2[j], g1[j], 1e-6 * std::abs(g1[j]) + 1e-30) << dim << " " << j;
+
+    auto y1 = x, y2 = x;
+    scalar::add_inplace(y1.data(), w.data(), dim);
+    avx2::add_inplace(y2.data(), w.data(), dim);
+    EXPECT_EQ(y1, y2);
+  }
+#else
+  GTEST_SKIP() << "built without AVX2 kernels";
+#endif
+}
+
 TEST(Ops, Avx2SoftmaxMatchesScalar) {
 #ifdef SLM_HAVE_AVX2_KERNELS
   if (!cpu_features().avx2) GTEST_SKIP() << "CPU has no AVX2";

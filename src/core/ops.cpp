@@ -1,4 +1,4 @@
-// Scalar layer math (core/ops.h) and the run-time choice of the AVX2 attention kernels.
+// Scalar layer math (core/ops.h) and the run-time choice of the AVX2 kernels.
 #include "core/ops.h"
 
 #include <algorithm>
@@ -10,6 +10,8 @@
 #include "core/fp16.h"
 
 namespace slm {
+
+namespace scalar {
 
 void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) {
   for (int64_t i = 0; i < n; ++i) {
@@ -23,13 +25,6 @@ void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, 
   }
 }
 
-void add_bias(float* y, const float* b, int64_t n, int64_t dim) {
-  for (int64_t i = 0; i < n; ++i) {
-    float* yi = y + i * dim;
-    for (int64_t j = 0; j < dim; ++j) yi[j] += b[j];
-  }
-}
-
 void add_inplace(float* y, const float* x, int64_t count) {
   for (int64_t j = 0; j < count; ++j) y[j] += x[j];
 }
@@ -39,6 +34,36 @@ void silu_mul(float* gate, const float* up, int64_t count) {
     const float g = gate[j];
     gate[j] = g / (1.0f + std::exp(-g)) * up[j];
   }
+}
+
+}  // namespace scalar
+
+void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::rmsnorm(x, w, n, dim, eps, out);
+#endif
+  scalar::rmsnorm(x, w, n, dim, eps, out);
+}
+
+void add_bias(float* y, const float* b, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* yi = y + i * dim;
+    for (int64_t j = 0; j < dim; ++j) yi[j] += b[j];
+  }
+}
+
+void add_inplace(float* y, const float* x, int64_t count) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::add_inplace(y, x, count);
+#endif
+  scalar::add_inplace(y, x, count);
+}
+
+void silu_mul(float* gate, const float* up, int64_t count) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::silu_mul(gate, up, count);
+#endif
+  scalar::silu_mul(gate, up, count);
 }
 
 namespace scalar {

@@ -60,6 +60,9 @@ void store_row(const float* src, void* dst, DType type, int64_t n);
 
 // Scalar references (always portable code), for the tests of the AVX2 versions.
 namespace scalar {
+void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out);
+void add_inplace(float* y, const float* x, int64_t count);
+void silu_mul(float* gate, const float* up, int64_t count);
 void softmax(float* x, int64_t n);
 void attention_scores(const float* q, const void* k, int64_t stride, DType kv_type, int64_t n_ctx,
                       int64_t head_dim, float scale, float* scores);
@@ -69,6 +72,10 @@ void attention_mix(const float* p, const void* v, int64_t stride, DType kv_type,
 
 #ifdef SLM_HAVE_AVX2_KERNELS
 namespace avx2 {
+// rmsnorm: the double sum of squares in another order (may differ from scalar in the last bit).
+void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out);
+void add_inplace(float* y, const float* x, int64_t count);    // bit-identical to scalar
+void silu_mul(float* gate, const float* up, int64_t count);   // exp as softmax's (~2 ulp)
 void softmax(float* x, int64_t n);  // exp by a polynomial of ~2 ulp
 void attention_scores(const float* q, const void* k, int64_t stride, DType kv_type, int64_t n_ctx,
                       int64_t head_dim, float scale, float* scores);

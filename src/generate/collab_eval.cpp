@@ -44,15 +44,43 @@ double mean_loglik(Transformer& large, KvCache& kv, std::span<const int32_t> pro
   return sum / static_cast<double>(output.size());
 }
 
+double windowed_nll(const std::function<DecodeModel&()>& fresh, std::span<const int32_t> tokens, int64_t window) {
+  if (window < 2) throw Error("windowed_nll: the window must hold at least 2 tokens, got " + std::to_string(window));
+  if (tokens.size() < 2) throw Error("windowed_nll: the text has fewer than 2 tokens");
+  double sum = 0;
+  int64_t scored = 0;
+  std::vector<float> logits;
+  for (size_t start = 0; start + 1 < tokens.size(); start += static_cast<size_t>(window)) {
+    const size_t end = std::min(tokens.size(), start + static_cast<size_t>(window));
+    DecodeModel& m = fresh();
+    logits.resize(static_cast<size_t>(m.n_vocab()));
+    for (size_t i = start; i + 1 < end; ++i) {
+      m.forward(tokens.subspan(i, 1), logits);
+      sum -= log_softmax(logits)[tokens[i + 1]];
+      ++scored;
+    }
+  }
+  return sum / static_cast<double>(scored);
+}
+
 std::string format_collab_table(const std::vector<CollabEvalRow>& rows) {
   std::string out =
-      "| strategy | setting | large share | speedup vs large | agreement | prefix | log-lik (nats/token) | "
-      "tokens | seconds | notes |\n|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n";
-  char buf[512];
+      "| strategy | setting | large share | speedup vs large | agreement | recovered | prefix | log-lik (nats/token) | "
+      "tokens | seconds | notes |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n";
+  const CollabEvalRow *small = nullptr, *large = nullptr;
   for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "| %s | %s | %.1f%% %s | %.2fx | %.3f | %.3f | %.3f | %lld | %.2f | %s |\n",
+    if (r.strategy == "small") small = &r;
+    if (r.strategy == "large") large = &r;
+  }
+  char buf[512], rec[32];
+  for (const auto& r : rows) {
+    rec[0] = 0;
+    if (small && large && large->agreement > small->agreement)
+      std::snprintf(rec, sizeof rec, "%.1f%%",
+                    100.0 * (r.agreement - small->agreement) / (large->agreement - small->agreement));
+    std::snprintf(buf, sizeof buf, "| %s | %s | %.1f%% %s | %.2fx | %.3f | %s | %.3f | %.3f | %lld | %.2f | %s |\n",
                   r.strategy.c_str(), r.setting.c_str(), 100.0 * r.large_share, r.share_unit.c_str(), r.speedup,
-                  r.agreement, r.prefix, r.loglik, static_cast<long long>(r.tokens), r.seconds, r.extra.c_str());
+                  r.agreement, rec, r.prefix, r.loglik, static_cast<long long>(r.tokens), r.seconds, r.extra.c_str());
     out += buf;
   }
   return out;

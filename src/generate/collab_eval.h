@@ -10,13 +10,17 @@
 //     large model, given the prompt and the output so far (how plausible the large model finds it).
 //   - large share: tokens (or requests) the large model produced / all tokens (or requests).
 //   - speedup: wall-clock time of the large model alone over the strategy's, same prompts, same run.
+//   - recovered: (agreement - small's) / (large's - small's), the share of the large model's
+//     agreement advantage over the small model that the strategy keeps.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "generate/decode_model.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -30,6 +34,13 @@ double prefix_agreement(std::span<const int32_t> output, std::span<const int32_t
 // fit in kv.
 double mean_loglik(Transformer& large, KvCache& kv, std::span<const int32_t> prompt,
                    std::span<const int32_t> output);
+
+// Mean negative log-likelihood (nats per token) of a text under any DecodeModel (a model alone or a
+// combination such as proxy tuning), fed one token at a time, in consecutive windows of `window`
+// tokens: fresh() must return the model with empty caches; the first token of each window is
+// context only, every other token is scored given the window so far. Throws slm::Error if the
+// text has fewer than 2 tokens or window < 2.
+double windowed_nll(const std::function<DecodeModel&()>& fresh, std::span<const int32_t> tokens, int64_t window);
 
 // One row of the results table: a strategy at one setting, summed over all prompts.
 struct CollabEvalRow {
@@ -46,7 +57,8 @@ struct CollabEvalRow {
   std::string extra;           // strategy-specific figures ("acceptance 0.61, mean accepted 2.3")
 };
 
-// Markdown table of the rows (one header line, one line per row).
+// Markdown table of the rows (one header line, one line per row); the "recovered" column needs rows
+// named "small" and "large" (else it is left empty).
 std::string format_collab_table(const std::vector<CollabEvalRow>& rows);
 
 }  // namespace slm

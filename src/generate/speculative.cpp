@@ -5,6 +5,8 @@
 #include <cmath>
 #include <utility>
 #include <vector>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "generate/sampler.h"
@@ -15,6 +17,12 @@ namespace slm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// SCRATCH PROFILE
+struct Prof { const char* name; double us = 0; int64_t n = 0; };
+Prof g_prof[8] = {{"draft_sync_fwd"},{"draft_step_fwd"},{"draft_sample"},{"verify_build"},{"verify_fwd"},{"accept+emit"},{"truncate"},{"loop_total"}};
+struct PT { int i; Clock::time_point t = Clock::now(); ~PT(){ g_prof[i].us += std::chrono::duration<double, std::micro>(Clock::now()-t).count(); ++g_prof[i].n; } };
+struct PDump { ~PDump(){ if (!std::getenv("SLM_SPEC_PROFILE")) return; for (auto& p : g_prof) std::fprintf(stderr, "%-16s %10.1f us total %6lld calls %8.2f us/call\n", p.name, p.us, (long long)p.n, p.n? p.us/p.n:0.0);} } g_pdump;
 
 int64_t micros_since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
@@ -147,6 +155,7 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
   const auto loop_t0 = Clock::now();
   const int64_t callback_us0 = callback_us;
 
+  { PT ptl{7};
   while (!out.done()) {
     const auto L = static_cast<int64_t>(seq.size());
     // Invariant: the target holds seq[0, L-1); seq[L-1] is fed first in this round.
@@ -169,9 +178,10 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
       if (k > 0) {
         draft.truncate(draft_base + c);
         draft_fed.resize(static_cast<size_t>(c));
-        draft.forward(std::span<const int32_t>(seq).subspan(static_cast<size_t>(c)), row, false);
+        { PT pt{0}; draft.forward(std::span<const int32_t>(seq).subspan(static_cast<size_t>(c)), row, false); }
         ++st.draft_calls;
         draft_fed.insert(draft_fed.end(), seq.begin() + c, seq.end());
+        auto tds = Clock::now(); double fwd_in_loop = 0;
         std::vector<int32_t> hist = seq;  // the draft's penalties see its own proposals
         for (int64_t i = 0; i < k; ++i) {
           Dist q = draft_sampler.distribution(row, hist);  // penalises row in place
@@ -181,22 +191,27 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
           qs.push_back(std::move(q));
           hist.push_back(x);
           if (i + 1 < k) {
-            draft.forward(std::span<const int32_t>(&x, 1), row, false);
+            auto tf = Clock::now(); { PT pt{1}; draft.forward(std::span<const int32_t>(&x, 1), row, false); } fwd_in_loop += std::chrono::duration<double, std::micro>(Clock::now()-tf).count();
             ++st.draft_calls;
             draft_fed.push_back(x);
           }
         }
+        g_prof[2].us += std::chrono::duration<double, std::micro>(Clock::now()-tds).count() - fwd_in_loop; ++g_prof[2].n;
       }
     }
 
+    (void)0;
     // ---- Verify: one target call over [seq[L-1], x_1 .. x_m].
+    auto tvb = Clock::now();
     std::vector<int32_t> feed;
     feed.reserve(drafts.size() + 1);
     feed.push_back(seq.back());
     feed.insert(feed.end(), drafts.begin(), drafts.end());
     const auto m = static_cast<int64_t>(feed.size());
     tlog.resize(static_cast<size_t>(m * n_vocab));
-    target.forward(feed, tlog, true);
+    g_prof[3].us += std::chrono::duration<double, std::micro>(Clock::now()-tvb).count(); ++g_prof[3].n;
+    { PT pt{4}; target.forward(feed, tlog, true); }
+    auto tac = Clock::now();
     ++st.target_calls;
     ++st.verifications;
     if (first_round && options.top_logits > 0)
@@ -235,10 +250,12 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
       seq.push_back(tok);
       if (!out.push(tok, lsm) || rejected) break;
     }
+    g_prof[5].us += std::chrono::duration<double, std::micro>(Clock::now()-tac).count(); ++g_prof[5].n;
     // Back to the invariant: the target holds seq but its last token (drops rejected drafts).
-    target.truncate(target_base + static_cast<int64_t>(seq.size()) - 1);
+    PT ptt{6}; target.truncate(target_base + static_cast<int64_t>(seq.size()) - 1);
   }
 
+  }
   if (out.pushed() == 0) {
     // max_tokens == 0: feed the last prompt token so the cache holds the prompt, as generate().
     target.forward(prompt.last(1), row, false);

@@ -226,10 +226,6 @@ PlotAxes plot_axes(const std::vector<TrainingLog>& logs, const PlotOptions& opt)
   if (!any_train && (opt.require_train || xlo > xhi))
     throw Error(std::string("no training line has a numeric \"") + axis_key(opt.x) + "\"" +
                 (opt.log_y ? " and a positive loss (--log-y)" : "") + " to plot against (--x)");
-  if (opt.pad) {
-    const double dx = 0.04 * std::max(xhi - xlo, 1e-9), dy = 0.04 * std::max(yhi - ylo, 1e-9);
-    xlo -= dx, xhi += dx, ylo -= dy, yhi += dy;
-  }
   a.x_label = opt.x == PlotX::Step ? "step" : opt.x == PlotX::Tokens ? "tokens" : "time (s)";
   if (opt.x == PlotX::Time && xhi > 2 * 3600) a.x_div = 3600, a.x_label = "time (h)";
   else if (opt.x == PlotX::Time && xhi > 180) a.x_div = 60, a.x_label = "time (min)";
@@ -329,7 +325,7 @@ void draw(const std::vector<TrainingLog>& logs, const PlotOptions& opt, Painter&
     double width;
   };
   std::vector<Entry> legend;
-  p.clip_to(&a);
+  if (opt.require_train) p.clip_to(&a);  // smoothed lines may overshoot; points-only charts do not
   for (size_t li = 0; li < logs.size(); ++li) {
     const TrainingLog& log = logs[li];
     const Rgb c = kPalette[li % std::size(kPalette)];
@@ -375,8 +371,8 @@ void draw(const std::vector<TrainingLog>& logs, const PlotOptions& opt, Painter&
   int text_w = 0;
   for (const auto& e : legend) text_w = std::max(text_w, Canvas::text_width(e.label, 2));
   const double row = 24, bw = 12 + 28 + 10 + text_w + 12, bh = 10 + row * legend.size();
-  const double bx1 = std::floor(a.right) - 10, bx0 = bx1 - bw;
-  const double by0 = opt.legend_bottom ? std::floor(a.bottom) - 10 - bh : std::floor(a.top) + 10;
+  const double bx0 = opt.legend_left ? std::floor(a.left) + 10 : std::floor(a.right) - 10 - bw, bx1 = bx0 + bw;
+  const double by0 = std::floor(a.top) + 10;
   p.rect(crisp(bx0), crisp(by0), crisp(bx1), crisp(by0 + bh), kWhite, Rgb{200, 200, 200});
   for (size_t i = 0; i < legend.size(); ++i) {
     const double y = by0 + 5 + row * (i + 0.5);

@@ -53,11 +53,11 @@ struct PlotOptions {
   // Charts of other measurements drawn with the same machinery (e.g. `slm collab eval --plot`: each
   // "log" is one strategy whose val points are (x, value) pairs): axis labels instead of
   // step/tokens/time and loss, no training line required (a log with only val points is legended
-  // by its name alone), and the legend in the bottom-right corner for curves that rise.
+  // by its name alone, and points are not clipped to the plot area, so markers on its edges show
+  // whole), and the legend in the top-left corner for curves that rise to the right.
   std::string x_label, y_label;  // empty: the defaults
   bool require_train = true;
-  bool legend_bottom = false;
-  bool pad = false;  // widen both data ranges by 4% a side, so that points on the edges show whole
+  bool legend_left = false;
 };
 
 // Where data lands in the picture: the plot area in pixels and the axis ranges (x in display

@@ -13,6 +13,8 @@
 // per 512-bit vector, and the 32 registers allow 4 x 4 prefill tiles and 8-row decode.
 // Loop order for prefill: weight rows in tiles of about 64 KiB (stay in L2) x activation rows in
 // groups of 4 (stay in L1) x rows of the tile, so each weight byte is read from memory once per call.
+// The AVX-512 float path prefetches its weight rows two blocks ahead: a product of a few rows
+// (speculative verification, m = 2..8) is otherwise memory-bound and compute-bound in turn.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -193,16 +195,26 @@ struct Zmm<LoadBF16> {
 };
 
 // y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
+// pf != 0: also prefetch (into L2, like float_decode4), spread over the column steps, as many bytes
+// as the block reads, from address pf on (stopping at end): the caller points it at the block it
+// will read two blocks later.
 template <class L, int NR, int NX>
 SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* const* x, int64_t cols, float* y,
-                                 int64_t ldy) {
+                                 int64_t ldy, uintptr_t pf, uintptr_t end) {
+  constexpr int kStep = NR * 16 * static_cast<int>(sizeof(typename L::T));  // weight bytes per step
+  const bool prefetch = pf != 0;
   __m512 acc[NX][NR];
   #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i)
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
   int64_t c = 0;
-  for (; c + 16 <= cols; c += 16) {
+  for (; c + 16 <= cols; c += 16, pf += kStep) {
+    if (prefetch) {
+      #pragma GCC unroll 16
+      for (int k = 0; k < kStep; k += 64)
+        if (pf + k < end) _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T1);
+    }
     __m512 wv[NR];
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load16(w[r] + c);
@@ -246,8 +258,12 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
   }
 }
 
+template <class L>
+using ZmmBlockFn = void (*)(const typename L::T* const*, const float* const*, int64_t, float*, int64_t, uintptr_t,
+                            uintptr_t);
+
 template <class L, int NR>
-FloatBlockFn<L> float_block_zmm_nx(int nx) {
+ZmmBlockFn<L> float_block_zmm_nx(int nx) {
   switch (nx) {
     case 1: return float_block_zmm<L, NR, 1>;
     case 2: return float_block_zmm<L, NR, 2>;
@@ -259,7 +275,7 @@ FloatBlockFn<L> float_block_zmm_nx(int nx) {
 }
 
 template <class L>
-FloatBlockFn<L> float_block_zmm_fn(int nr, int nx) {
+ZmmBlockFn<L> float_block_zmm_fn(int nr, int nx) {
   switch (nr) {
     case 1: return float_block_zmm_nx<L, 1>(nx);
     case 2: return float_block_zmm_nx<L, 2>(nx);
@@ -340,17 +356,31 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   // narrower (slower) block.
   const int64_t tile =
       std::max<int64_t>(1, static_cast<int64_t>((64 << 10) / std::max<size_t>(row_bytes, 1)) / max_nr) * max_nr;
+  // Prefetch (AVX-512 path): a block that is about to stream from memory is fetched two blocks
+  // ahead, so that the few-row products of speculative verification and short prefills overlap
+  // the weight stream with their FMAs (without it they wait for memory, then compute). Only the
+  // first activation group of a tile reads the tile from memory; later groups find it in L2.
+  const uintptr_t at = reinterpret_cast<uintptr_t>(base), wrow = static_cast<uintptr_t>(row_bytes);
+  const uintptr_t end = at + static_cast<uintptr_t>(r1) * wrow;
+  // Activation rows in equal groups of at most max_nx (8 rows: 4 + 4, not 6 + 2, whose narrow
+  // second pass does few FMAs per weight load). A row's sums do not depend on its group's size.
+  const int64_t groups = (m + max_nx - 1) / max_nx, gx = (m + groups - 1) / groups;
   for (int64_t rt = r0; rt < r1; rt += tile) {
     const int64_t re = std::min(r1, rt + tile);
-    for (int64_t i = 0; i < m; i += max_nx) {
-      const int nx = static_cast<int>(std::min<int64_t>(max_nx, m - i));
+    for (int64_t i = 0; i < m; i += gx) {
+      const int nx = static_cast<int>(std::min<int64_t>(gx, m - i));
       const float* xr[6];
       for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * cols;
       for (int64_t r = rt; r < re; r += max_nr) {
         const int nr = static_cast<int>(std::min<int64_t>(max_nr, re - r));
         const T* wr[4];
         for (int k = 0; k < nr; ++k) wr[k] = base + (r + k) * cols;
-        (zmm ? float_block_zmm_fn<L>(nr, nx) : float_block_fn<L>(nr, nx))(wr, xr, cols, t.y + i * rows + r, rows);
+        if (zmm) {
+          const uintptr_t pf = i == 0 && nr == max_nr ? at + static_cast<uintptr_t>(r + 2 * max_nr) * wrow : 0;
+          float_block_zmm_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows, pf, end);
+        } else {
+          float_block_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
+        }
       }
     }
   }

@@ -1,0 +1,92 @@
+// Transformer::forward of a few new tokens at a fixed context: the cost of speculative decoding's
+// verification call (k drafted tokens + 1 checked in one forward, all_logits = true) against a
+// plain decode step (n = 1). Each call feeds n tokens after a prefix of kContext positions, then
+// truncates the KV cache back to the prefix, so every call sees the same context.
+// Reports median_ms and min_ms over all timed calls (the median is robust on a shared machine);
+// compare n > 1 with n = 1 of the same run and thread count (the goal: n = 5 within 1.5x n = 1).
+// Model: $SLM_BENCH_MODEL, else models/slm-brown-large-10m.gguf of this source tree.
+// Run: build/bench/forward_bench [--benchmark_filter=forward/5/1]
+//   args: forward/<n new tokens>/<threads>; KV cache f32 (the CLI default).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/model.h"
+
+namespace slm {
+namespace {
+
+constexpr int64_t kContext = 64;  // positions in the cache before each timed call
+
+std::string model_path() {
+  if (const char* p = std::getenv("SLM_BENCH_MODEL")) return p;
+  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "models" / "slm-brown-large-10m.gguf")
+      .string();
+}
+
+const Model& model() {
+  static std::unique_ptr<Model> m = Model::load(model_path());
+  return *m;
+}
+
+ThreadPool& pool(int threads) {
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  auto& p = pools[threads];
+  if (!p) p = std::make_unique<ThreadPool>(threads);
+  return *p;
+}
+
+void BM_forward(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int threads = static_cast<int>(state.range(1));
+  const Model& m = model();
+  const ModelConfig& c = m.config();
+  Transformer tr(m, pool(threads));
+  KvCache kv(c, kContext + 64, DType::F32);
+
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(c.n_vocab - 1));
+  std::vector<int32_t> prefix(kContext), fresh(static_cast<size_t>(n));
+  for (auto& t : prefix) t = pick(rng);
+  for (auto& t : fresh) t = pick(rng);
+  std::vector<float> logits(static_cast<size_t>(n * c.n_vocab));
+  tr.forward(prefix.data(), kContext, kv, logits.data(), false);
+  // Warm-up: scratch buffers grow to n rows, caches fill.
+  for (int i = 0; i < 3; ++i) {
+    tr.forward(fresh.data(), n, kv, logits.data(), true);
+    kv.truncate(kContext);
+  }
+
+  std::vector<double> ms;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    tr.forward(fresh.data(), n, kv, logits.data(), true);
+    const auto t1 = std::chrono::steady_clock::now();
+    kv.truncate(kContext);
+    benchmark::DoNotOptimize(logits.data());
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  state.counters["median_ms"] = ms.empty() ? 0.0 : ms[ms.size() / 2];
+  state.counters["min_ms"] = ms.empty() ? 0.0 : ms.front();
+  state.counters["tok_per_s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_forward)
+    ->Name("forward")
+    ->ArgNames({"n", "threads"})
+    ->ArgsProduct({{1, 2, 3, 5, 8}, {1, 2}})
+    ->MinTime(0.5)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace slm
