@@ -142,3 +142,36 @@ TEST(CollabEvalCli, PairEndToEnd) {
 
 }  // namespace
 }  // namespace slm
+
+namespace slm {
+namespace {
+
+// `slm collab generate --strategy router`: threshold 0 escalates every token, so the output is the
+// large model's greedy output; the router file must be the one trained for this small model.
+TEST(CollabRouterCli, ThresholdZeroIsTheLargeModel) {
+  const fs::path small = model_path("slm-brown-small-1m.gguf"), large = model_path("slm-brown-large-10m.gguf"),
+                 router = model_path("slm-brown-router.gguf");
+  if (!fs::exists(small) || !fs::exists(large) || !fs::exists(router)) GTEST_SKIP() << "model pair absent";
+  const std::string tail = " -p 'The jury said' -n 12 --temp 0 --ignore-eos --json -t 1";
+  const CommandResult plain = run_slm("generate -m '" + large.string() + "'" + tail);
+  const std::string collab = "collab generate --small '" + small.string() + "' --large '" + large.string() +
+                             "' --strategy router --router '" + router.string() + "'";
+  const CommandResult routed = run_slm(collab + " --threshold 0" + tail);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(routed.exit_code, 0) << routed.err;
+  const auto a = nlohmann::json::parse(plain.out), b = nlohmann::json::parse(routed.out);
+  EXPECT_EQ(a["tokens"], b["tokens"]);
+  EXPECT_DOUBLE_EQ(b["stats"]["large_share"].get<double>(), 1.0);
+  // A router for another small model (here: the large one as "small") is refused.
+  const CommandResult wrong = run_slm("collab generate --small '" + large.string() + "' --large '" + large.string() +
+                                      "' --strategy router --router '" + router.string() + "'" + tail);
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.err.find("router"), std::string::npos) << wrong.err;
+  const CommandResult missing = run_slm("collab generate --small '" + small.string() + "' --large '" +
+                                        large.string() + "' --strategy router" + tail);
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("--router"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace slm

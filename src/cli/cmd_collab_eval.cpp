@@ -44,7 +44,8 @@ struct CollabEvalFlags {
   std::vector<std::string> strategies;
   std::vector<double> thresholds;
   std::string out, json_out, plot, text;
-  int n_predict = 64, limit = 0, draft_max = 4;
+  int n_predict = 64, limit = 0;
+  std::vector<int> draft_max;  // empty: {4}
   float draft_min_prob = 0.0f, alpha = 0.1f, beta = 1.0f, proxy_alpha = 1.0f;
   RuntimeFlags rt;
 };
@@ -125,9 +126,9 @@ class Evaluator {
     add_row("small", "", 0.0, "tokens", seconds_since(t0), outs, "");
   }
 
-  void run_speculative() {
+  void run_speculative(int draft_max) {
     SpeculativeOptions so;
-    so.draft_max = f_.draft_max;
+    so.draft_max = draft_max;
     so.draft_min_prob = f_.draft_min_prob;
     std::vector<std::vector<int32_t>> outs;
     int64_t drafted = 0, accepted = 0, verifications = 0;
@@ -145,7 +146,7 @@ class Evaluator {
     const std::string extra =
         "acceptance " + fmt("%.3f", drafted ? static_cast<double>(accepted) / drafted : 0.0) +
         ", mean accepted per verification " + fmt("%.2f", verifications ? static_cast<double>(accepted) / verifications : 0.0);
-    add_row("speculative", "k=" + std::to_string(f_.draft_max) +
+    add_row("speculative", "k=" + std::to_string(draft_max) +
                                (f_.draft_min_prob > 0 ? ", min prob " + fmt("%g", f_.draft_min_prob) : ""),
             1.0, "tokens", s, outs, extra);
   }
@@ -420,7 +421,7 @@ void run_collab_eval(const CollabEvalFlags& f) {
     if (s == "small") {
       ev.run_small();
     } else if (s == "speculative") {
-      ev.run_speculative();
+      for (int k : f.draft_max.empty() ? std::vector<int>{4} : f.draft_max) ev.run_speculative(k);
     } else if (s == "token-cascade") {
       for (double t : f.thresholds.empty() ? default_thresholds(s, f.metric) : f.thresholds) {
         UncertaintyPolicy policy(parse_uncertainty_metric(f.metric), t);
@@ -482,7 +483,7 @@ void register_collab_eval(CLI::App& collab) {
   cmd->add_option("--tuned", f->tuned, "tuned small model for proxy tuning (--small is the base)");
   cmd->add_option("-n,--n-predict", f->n_predict, "tokens generated per prompt")->capture_default_str();
   cmd->add_option("--limit", f->limit, "use only the first N prompts (0: all)")->capture_default_str();
-  cmd->add_option("--draft-max", f->draft_max, "speculative: tokens drafted per verification")->capture_default_str();
+  cmd->add_option("--draft-max", f->draft_max, "speculative: tokens drafted per verification (repeatable; default 4)");
   cmd->add_option("--draft-min-prob", f->draft_min_prob,
                   "speculative: stop drafting when the small model's top probability falls below this (0: off)")
       ->capture_default_str();

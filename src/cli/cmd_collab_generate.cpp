@@ -4,6 +4,9 @@
 //   request-cascade  the small model answers; if the answer's score (--metric nll|maxprob|margin|
 //                    entropy, --threshold) says unsure, the large model answers instead
 //   contrastive      log p_large - beta log p_small among the large model's plausible tokens (--alpha)
+//   router           a token cascade whose policy is a trained token router (--router, from `slm
+//                    collab router train`): the large model produces the tokens where the router's
+//                    probability >= --threshold (default 0.5)
 //   proxy            large + alpha (tuned small - base small): --small is the base, --tuned the tuned
 // Every model loaded must share the vocabulary (check_shared_vocab). Text streams to stdout; the
 // figures (share handled by the large model, tokens/s) go to stderr, or into one object (--json).
@@ -23,16 +26,18 @@
 #include "core/thread_pool.h"
 #include "generate/collab_models.h"
 #include "generate/generator.h"
+#include "generate/router_policy.h"
+#include "model/token_router.h"
 #include "generate/vocab_check.h"
 #include "io/atomic_file.h"
 
 namespace slm::cli {
 namespace {
 
-const char* const kStrategies = "token-cascade, request-cascade, contrastive, proxy";
+const char* const kStrategies = "token-cascade, request-cascade, router, contrastive, proxy";
 
 struct CollabGenerateFlags {
-  std::string small, large, tuned, strategy, metric, prompt, prompt_file;
+  std::string small, large, tuned, router, strategy, metric, prompt, prompt_file;
   double threshold = std::nan("");  // NaN: the metric's default
   float alpha = std::nanf("");      // NaN: the strategy's default
   float beta = 1.0f;
@@ -117,18 +122,21 @@ Outcome run_request_cascade(Loaded& small, Loaded& large, const RequestScore& sc
 
 void run_collab_generate(const CollabGenerateFlags& f) {
   const std::string& st = f.strategy;
-  if (st != "token-cascade" && st != "request-cascade" && st != "contrastive" && st != "proxy")
+  if (st != "token-cascade" && st != "request-cascade" && st != "router" && st != "contrastive" && st != "proxy")
     throw Error("unknown strategy '" + st + "' (known: " + kStrategies + ")");
   if (f.n_predict < 0) throw Error("-n must be >= 0, got " + std::to_string(f.n_predict));
   for (const auto& s : f.stop)
     if (s.empty()) throw Error("--stop strings must not be empty");
+  if (st == "router" && f.router.empty()) throw Error("--strategy router needs --router ROUTER.gguf");
+  if (st != "router" && !f.router.empty()) throw Error("--router is only used by --strategy router");
+  if (st == "router" && !f.metric.empty()) throw Error("--metric is not used by --strategy router");
   if (st == "proxy" && f.tuned.empty())
     throw Error("--strategy proxy needs --tuned TUNED_SMALL (and --small the base small model)");
   if (st != "proxy" && !f.tuned.empty()) throw Error("--tuned is only used by --strategy proxy");
   const std::string metric = !f.metric.empty() ? f.metric : st == "request-cascade" ? "nll" : "entropy";
   if (st == "token-cascade") parse_uncertainty_metric(metric);  // reject nll and typos early
   if (st == "request-cascade") RequestScore::parse(metric);
-  const double threshold = std::isnan(f.threshold) ? default_threshold(metric) : f.threshold;
+  const double threshold = std::isnan(f.threshold) ? (st == "router" ? 0.5 : default_threshold(metric)) : f.threshold;
   if (std::isinf(threshold)) throw Error("--threshold must be finite");
 
   std::vector<Loaded> models;
@@ -182,6 +190,9 @@ void run_collab_generate(const CollabGenerateFlags& f) {
   Outcome o;
   if (st == "token-cascade") {
     UncertaintyPolicy policy(parse_uncertainty_metric(metric), threshold);
+    o = run_token_cascade(models[0], models[1], policy, prompt, opt, on_text);
+  } else if (st == "router") {
+    RouterPolicy policy(TokenRouter::load(f.router, models[0].model->config()), static_cast<float>(threshold));
     o = run_token_cascade(models[0], models[1], policy, prompt, opt, on_text);
   } else if (st == "request-cascade") {
     o = run_request_cascade(models[0], models[1], RequestScore{RequestScore::parse(metric), threshold},
@@ -238,12 +249,13 @@ void register_collab_generate(CLI::App& collab) {
   cmd->add_option("--large", f->large, "large GGUF model")->required();
   cmd->add_option("--strategy", f->strategy, std::string("how the models combine: ") + kStrategies)->required();
   cmd->add_option("--tuned", f->tuned, "proxy: the tuned small model");
+  cmd->add_option("--router", f->router, "router: the token router (GGUF from `slm collab router train`)");
   cmd->add_option("--metric", f->metric,
                   "uncertainty metric: maxprob|margin|entropy (token-cascade, default entropy); "
                   "nll|maxprob|margin|entropy (request-cascade, default nll)");
   cmd->add_option("--threshold", f->threshold,
                   "escalate when maxprob < T, margin < T, entropy > T or nll > T "
-                  "(defaults: 0.5, 0.2, 2.0, 3.0)");
+                  "(defaults: 0.5, 0.2, 2.0, 3.0); router: escalate when its probability >= T (default 0.5)");
   cmd->add_option("--alpha", f->alpha, "contrastive: plausibility cutoff (default 0.1); proxy: steering weight (default 1.0)");
   cmd->add_option("--beta", f->beta, "contrastive: weight of the small model")->capture_default_str();
   auto* p = cmd->add_option("-p,--prompt", f->prompt, "prompt text");

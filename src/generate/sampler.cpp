@@ -209,7 +209,8 @@ std::vector<std::pair<int32_t, float>> Sampler::distribution(std::span<float> lo
 int32_t Sampler::draw(std::span<const std::pair<int32_t, float>> dist) {
   double sum = 0.0;
   for (const auto& [id, w] : dist) {
-    check(w >= 0.0f && std::isfinite(w), "draw: weights must be finite and >= 0, got " + std::to_string(w));
+    // The message is built only on failure: this runs once per vocabulary entry.
+    if (!(w >= 0.0f && std::isfinite(w))) check(false, "draw: weights must be finite and >= 0, got " + std::to_string(w));
     sum += w;
   }
   check(sum > 0.0, "draw: the weights sum to 0: no token can be drawn");
@@ -228,7 +229,8 @@ int32_t Sampler::draw(std::span<const std::pair<int32_t, float>> dist) {
 int32_t Sampler::draw_weights(std::span<const float> weights) {
   double sum = 0.0;
   for (float w : weights) {
-    check(w >= 0.0f && std::isfinite(w), "draw: weights must be finite and >= 0, got " + std::to_string(w));
+    // The message is built only on failure: this runs once per vocabulary entry.
+    if (!(w >= 0.0f && std::isfinite(w))) check(false, "draw: weights must be finite and >= 0, got " + std::to_string(w));
     sum += w;
   }
   check(sum > 0.0, "draw: the weights sum to 0: no token can be drawn");

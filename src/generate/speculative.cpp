@@ -5,8 +5,6 @@
 #include <cmath>
 #include <utility>
 #include <vector>
-#include <cstdio>
-#include <cstdlib>
 
 #include "core/error.h"
 #include "generate/sampler.h"
@@ -17,12 +15,6 @@ namespace slm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// SCRATCH PROFILE
-struct Prof { const char* name; double us = 0; int64_t n = 0; };
-Prof g_prof[8] = {{"draft_sync_fwd"},{"draft_step_fwd"},{"draft_sample"},{"verify_build"},{"verify_fwd"},{"accept+emit"},{"truncate"},{"loop_total"}};
-struct PT { int i; Clock::time_point t = Clock::now(); ~PT(){ g_prof[i].us += std::chrono::duration<double, std::micro>(Clock::now()-t).count(); ++g_prof[i].n; } };
-struct PDump { ~PDump(){ if (!std::getenv("SLM_SPEC_PROFILE")) return; for (auto& p : g_prof) std::fprintf(stderr, "%-16s %10.1f us total %6lld calls %8.2f us/call\n", p.name, p.us, (long long)p.n, p.n? p.us/p.n:0.0);} } g_pdump;
 
 int64_t micros_since(Clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
@@ -146,16 +138,20 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
   }
   r.prompt_eval_us = micros_since(t0);
 
+  // Greedy: p and q are one-hot at the (penalised) arg maxes, so acceptance is "the draft equals
+  // the target's arg max" and a rejection takes the target's arg max (the residual max(0, p - q)
+  // is one-hot there too); no draws are needed, and no randomness affects greedy output.
+  const bool greedy = options.sampler.temperature <= 0.0f;
   std::vector<int32_t> drafts;  // this round's proposals
   std::vector<Dist> qs;         // the draft distribution each was drawn from
   std::vector<float> tlog;      // [drafts + 1, n_vocab] target logits of a verification
   std::vector<float> residual(static_cast<size_t>(n_vocab));
   std::vector<float> lsm;
+  std::vector<int32_t> feed;  // [1 + drafts] tokens of a verification
   bool first_round = true;
   const auto loop_t0 = Clock::now();
   const int64_t callback_us0 = callback_us;
 
-  { PT ptl{7};
   while (!out.done()) {
     const auto L = static_cast<int64_t>(seq.size());
     // Invariant: the target holds seq[0, L-1); seq[L-1] is fed first in this round.
@@ -178,40 +174,35 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
       if (k > 0) {
         draft.truncate(draft_base + c);
         draft_fed.resize(static_cast<size_t>(c));
-        { PT pt{0}; draft.forward(std::span<const int32_t>(seq).subspan(static_cast<size_t>(c)), row, false); }
+        draft.forward(std::span<const int32_t>(seq).subspan(static_cast<size_t>(c)), row, false);
         ++st.draft_calls;
         draft_fed.insert(draft_fed.end(), seq.begin() + c, seq.end());
-        auto tds = Clock::now(); double fwd_in_loop = 0;
-        std::vector<int32_t> hist = seq;  // the draft's penalties see its own proposals
+        // The draft's penalties see its own proposals: they are appended to seq while drafting
+        // (and removed below) rather than to a copy of the history.
         for (int64_t i = 0; i < k; ++i) {
-          Dist q = draft_sampler.distribution(row, hist);  // penalises row in place
+          Dist q = draft_sampler.distribution(row, seq);  // penalises row in place
           if (spec.draft_min_prob > 0.0f && max_prob(row) < spec.draft_min_prob) break;
-          const int32_t x = draft_sampler.draw(q);
+          const int32_t x = greedy ? q.front().first : draft_sampler.draw(q);
           drafts.push_back(x);
           qs.push_back(std::move(q));
-          hist.push_back(x);
+          seq.push_back(x);
           if (i + 1 < k) {
-            auto tf = Clock::now(); { PT pt{1}; draft.forward(std::span<const int32_t>(&x, 1), row, false); } fwd_in_loop += std::chrono::duration<double, std::micro>(Clock::now()-tf).count();
+            draft.forward(std::span<const int32_t>(&x, 1), row, false);
             ++st.draft_calls;
             draft_fed.push_back(x);
           }
         }
-        g_prof[2].us += std::chrono::duration<double, std::micro>(Clock::now()-tds).count() - fwd_in_loop; ++g_prof[2].n;
+        seq.resize(static_cast<size_t>(L));
       }
     }
 
-    (void)0;
     // ---- Verify: one target call over [seq[L-1], x_1 .. x_m].
-    auto tvb = Clock::now();
-    std::vector<int32_t> feed;
-    feed.reserve(drafts.size() + 1);
+    feed.clear();
     feed.push_back(seq.back());
     feed.insert(feed.end(), drafts.begin(), drafts.end());
     const auto m = static_cast<int64_t>(feed.size());
     tlog.resize(static_cast<size_t>(m * n_vocab));
-    g_prof[3].us += std::chrono::duration<double, std::micro>(Clock::now()-tvb).count(); ++g_prof[3].n;
-    { PT pt{4}; target.forward(feed, tlog, true); }
-    auto tac = Clock::now();
+    target.forward(feed, tlog, true);
     ++st.target_calls;
     ++st.verifications;
     if (first_round && options.top_logits > 0)
@@ -230,7 +221,11 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
         const int32_t x = drafts[i];
         ++st.drafted;  // counted when judged: drafts after an ending token (EOG, stop) are not
         const float px = prob_of(p, x), qx = prob_of(qs[i], x);  // qx > 0: x was drawn from q
-        if (px >= qx || (px > 0.0f && target_sampler.uniform() * qx < px)) {
+        if (greedy) {
+          tok = p.front().first;  // the target's arg max: accepts x exactly when it equals it
+          if (tok == x) ++st.accepted;
+          else rejected = true;
+        } else if (px >= qx || (px > 0.0f && target_sampler.uniform() * qx < px)) {
           tok = x;
           ++st.accepted;
         } else {
@@ -245,17 +240,16 @@ SpeculativeResult generate_speculative(VerifierModel& target, VerifierModel& dra
           rejected = true;
         }
       } else {
-        tok = target_sampler.draw(p);  // every draft accepted (or none made): the target's own
+        // Every draft accepted (or none made): the target's own token.
+        tok = greedy ? p.front().first : target_sampler.draw(p);
       }
       seq.push_back(tok);
       if (!out.push(tok, lsm) || rejected) break;
     }
-    g_prof[5].us += std::chrono::duration<double, std::micro>(Clock::now()-tac).count(); ++g_prof[5].n;
     // Back to the invariant: the target holds seq but its last token (drops rejected drafts).
-    PT ptt{6}; target.truncate(target_base + static_cast<int64_t>(seq.size()) - 1);
+    target.truncate(target_base + static_cast<int64_t>(seq.size()) - 1);
   }
 
-  }
   if (out.pushed() == 0) {
     // max_tokens == 0: feed the last prompt token so the cache holds the prompt, as generate().
     target.forward(prompt.last(1), row, false);
