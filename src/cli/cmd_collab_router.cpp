@@ -3,6 +3,8 @@
 // printing the label statistics and the router's quality on the training and held-out parts.
 // slm collab router score: the router's probability at every position of a text, as JSON (to
 // inspect a router, and for the PyTorch reference check tests/reference/token_router_test.py).
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -96,13 +98,15 @@ void run_router_train(const RouterTrainFlags& f) {
   lp.top_k = kRouterDefaultTopK;
   RouterLabelSet set;
   const auto t0 = std::chrono::steady_clock::now();
+  const bool tty = isatty(2);  // a progress line rewritten in place only makes sense on a terminal
   label_positions(ts, tl, prompts, lp, set, [&](int64_t done, int64_t all) {
+    if (!tty) return;
     std::fprintf(stderr, "\r[labels: prompt %lld/%lld, %.1f s]", static_cast<long long>(done),
                  static_cast<long long>(all), seconds_since(t0));
     std::fflush(stderr);
   });
   const double label_s = seconds_since(t0);
-  std::fprintf(stderr, "\n");
+  if (tty) std::fprintf(stderr, "\n");
   if (!f.labels_out.empty()) write_labels(f.labels_out, set, tok);
 
   const int64_t n = set.size(), dis = set.disagreements(), div = set.divergent();
