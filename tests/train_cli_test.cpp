@@ -734,3 +734,44 @@ TEST(TrainCli, ConfigErrorsAreClearAndNeverCrash) {
 
 }  // namespace
 }  // namespace slm
+
+namespace slm {
+namespace {
+
+// Fine-tuning (`init_from`): the run starts from the given model's weights (its first loss is
+// that model's, far below a fresh model's log(vocab)), and a model with another tokenizer, another
+// shape or no file at all is refused with a message naming it.
+TEST(TrainCli, InitFromStartsFromTheModelAndRefusesMismatches) {
+  TempDir dir;
+  const fs::path corpus = dir / "corpus.txt", data = dir / "data";
+  write_text(corpus, make_corpus());
+  expect_ok(run_slm("tokenizer train -i " + q(corpus) + " --vocab 300 -o " + q(dir / "tok.gguf")), "tokenizer");
+  expect_ok(run_slm("data prepare -i " + q(corpus) + " -t " + q(dir / "tok.gguf") + " -o " + q(data) +
+                    " --val-fraction 0.1"),
+            "data prepare");
+  write_text(dir / "base.toml", data_config(data, dir / "base"));
+  expect_ok(run_slm(train_args(dir / "base.toml")), "base run");
+  const double base_last = read_log(dir / "base" / "log.jsonl").steps.at(20).loss;
+
+  write_text(dir / "tune.toml", data_config(data, dir / "tune"));
+  expect_ok(run_slm(train_args(dir / "tune.toml", "--set init_from=" + q(dir / "base" / "model.gguf"))), "tune run");
+  const double tune_first = read_log(dir / "tune" / "log.jsonl").steps.at(1).loss;
+  EXPECT_LT(tune_first, std::log(300.0) - 0.5) << "the run must start from the trained weights";
+  EXPECT_NEAR(tune_first, base_last, 0.5);
+
+  write_text(dir / "wide.toml", data_config(data, dir / "wide"));
+  expect_error(run_slm(train_args(dir / "wide.toml", "--set dim=64 --set init_from=" + q(dir / "base" / "model.gguf"))),
+               {"init_from", "shape"}, "shape mismatch");
+  const fs::path other = fs::path(SLM_SOURCE_DIR) / "models" / "slm-brown-small-1m.gguf";
+  if (fs::exists(other)) {
+    write_text(dir / "other.toml", data_config(data, dir / "other"));
+    expect_error(run_slm(train_args(dir / "other.toml", "--set init_from=" + q(other))),
+                 {"init_from", "different tokenizer"}, "tokenizer mismatch");
+  }
+  write_text(dir / "none.toml", data_config(data, dir / "none"));
+  expect_error(run_slm(train_args(dir / "none.toml", "--set init_from=" + q(dir / "missing.gguf"))),
+               {"missing.gguf"}, "missing file");
+}
+
+}  // namespace
+}  // namespace slm
