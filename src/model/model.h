@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,20 @@ class Model {
 // Scratch buffers for the forward pass, sized for a maximum batch; reused across calls.
 struct ForwardScratch;
 
+// One sequence's share of a batched forward pass (Transformer::forward_batch): its new tokens,
+// which go to positions kv->size() .. kv->size()+n-1 of its own cache.
+struct SequenceBatch {
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+  KvCache* kv = nullptr;
+  // [n, n_vocab] if all_logits, else [1, n_vocab] for the last position; nullptr: no logits
+  // (e.g. a prefill chunk that is not the prompt's last).
+  float* logits = nullptr;
+  bool all_logits = false;
+  // Optional [n, dim]: the final normalised hidden state of every position (embeddings).
+  float* hidden = nullptr;
+};
+
 // Runs the transformer. One instance per concurrent sequence user (it owns scratch buffers);
 // the Model is shared read-only.
 class Transformer {
@@ -69,6 +84,14 @@ class Transformer {
   // id is out of range or the cache would overflow.
   void forward(const int32_t* tokens, int64_t n, KvCache& kv, float* logits, bool all_logits = false);
   std::vector<float> forward(const std::vector<int32_t>& tokens, KvCache& kv, bool all_logits = false);
+
+  // Several sequences, each with its own cache, in one pass: every weight matrix is applied to
+  // all their rows at once (what continuous batching in the server needs; a decode step of 8
+  // sequences costs far less than 8 single steps); attention stays per sequence. The rows of all
+  // sequences together form one chunk: callers bound their sum (the server's prefill budget).
+  // Results equal those of separate forward() calls. Throws slm::Error (nothing written) on a
+  // token out of range, a cache overflow or shape mismatch, or the same cache twice.
+  void forward_batch(std::span<const SequenceBatch> seqs);
 
   // Final hidden state (after output norm) of the last position of the last forward call: [dim].
   const std::vector<float>& last_hidden() const;

@@ -42,19 +42,29 @@ struct ForwardScratch {
   std::vector<float> hidden;     // [dim] final normalised hidden state of the last position
   bool have_hidden = false;
 
+  // Per row of the batch: its sequence and position.
+  std::vector<int32_t> row_seq;
+  std::vector<int64_t> row_pos;
+  // Per sequence, for the layer being computed: its cache's key/value row 0.
+  std::vector<const void*> seq_k0, seq_v0;
+  std::vector<DType> seq_type;
+  std::vector<float> out_rows;   // [sequences, dim] gathered last rows for the output matmul
+  std::vector<float> out_logits; // [sequences, n_vocab]
+
   // Everything one attention parallel region needs; the pool job captures only a pointer to it,
   // so the std::function holding the job needs no heap allocation.
   struct AttentionJob {
     const float* q;       // [n, q_dim]
     float* att;           // [n, q_dim]
-    const void* k0;       // cache key row of position 0 for this layer
-    const void* v0;
-    DType kv_type;
+    const int32_t* row_seq;
+    const int64_t* row_pos;
+    const void* const* k0;  // per sequence: cache key row of position 0 for this layer
+    const void* const* v0;
+    const DType* kv_type;
     int64_t stride;       // cache row values (n_kv_heads * head_dim)
-    int64_t n, pos0, n_heads, group, head_dim, q_dim;
+    int64_t n, n_heads, group, head_dim, q_dim;
     float scale;
     int n_threads;
-    size_t elem;
     float* scores;
     int64_t score_cap;
   } job{};
@@ -85,10 +95,13 @@ void run_attention_tasks(const ForwardScratch::AttentionJob& j, int thread) {
   const int64_t tasks = j.n * j.n_heads;
   for (int64_t t = thread; t < tasks; t += j.n_threads) {
     const int64_t i = t / j.n_heads, h = t % j.n_heads;
+    const int32_t seq = j.row_seq[i];
+    const DType type = j.kv_type[seq];
+    const size_t elem = type == DType::F32 ? 4 : 2;
     const int64_t kv_off = (h / j.group) * j.head_dim;  // GQA: `group` query heads per kv head
-    const auto* kb = static_cast<const uint8_t*>(j.k0) + static_cast<size_t>(kv_off) * j.elem;
-    const auto* vb = static_cast<const uint8_t*>(j.v0) + static_cast<size_t>(kv_off) * j.elem;
-    attention_head(j.q + i * j.q_dim + h * j.head_dim, kb, vb, j.stride, j.kv_type, j.pos0 + i + 1,
+    const auto* kb = static_cast<const uint8_t*>(j.k0[seq]) + static_cast<size_t>(kv_off) * elem;
+    const auto* vb = static_cast<const uint8_t*>(j.v0[seq]) + static_cast<size_t>(kv_off) * elem;
+    attention_head(j.q + i * j.q_dim + h * j.head_dim, kb, vb, j.stride, type, j.row_pos[i] + 1,
                    j.head_dim, j.scale, scores, j.att + i * j.q_dim + h * j.head_dim);
   }
 }
@@ -118,101 +131,173 @@ std::vector<float> Transformer::forward(const std::vector<int32_t>& tokens, KvCa
 }
 
 void Transformer::forward(const int32_t* tokens, int64_t n, KvCache& kv, float* logits, bool all_logits) {
-  const ModelConfig& c = model_.config();
-  const ModelWeights& w = model_.weights();
   if (n < 1) throw Error("forward: no tokens to process");
-  if (kv.n_layers() != c.n_layers || kv.row_values() != c.n_kv_heads * c.head_dim)
-    throw Error("forward: the KV cache was made for a different model shape");
   if (kv.size() + n > kv.capacity())
     throw Error("forward: KV cache overflow: " + std::to_string(kv.size()) + " positions held + " +
                 std::to_string(n) + " new > capacity " + std::to_string(kv.capacity()));
-  for (int64_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
-      throw Error("forward: token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                  " is out of range [0, " + std::to_string(c.n_vocab) + ")");
+  const int64_t n_vocab = model_.config().n_vocab;
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t m = std::min(kChunk, n - start);
+    SequenceBatch b;
+    b.tokens = tokens + start;
+    b.n = m;
+    b.kv = &kv;
+    b.all_logits = all_logits;
+    if (all_logits) b.logits = logits + start * n_vocab;
+    else if (start + m == n) b.logits = logits;
+    forward_batch(std::span<const SequenceBatch>(&b, 1));
+  }
+}
+
+void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  if (seqs.empty()) throw Error("forward: no sequences to process");
+  int64_t rows = 0, max_capacity = 0;
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const SequenceBatch& b = seqs[si];
+    if (b.n < 1 || !b.tokens || !b.kv) throw Error("forward: sequence " + std::to_string(si) + " has no tokens or no cache");
+    const KvCache& kv = *b.kv;
+    if (kv.n_layers() != c.n_layers || kv.row_values() != c.n_kv_heads * c.head_dim)
+      throw Error("forward: the KV cache was made for a different model shape");
+    if (kv.size() + b.n > kv.capacity())
+      throw Error("forward: KV cache overflow: " + std::to_string(kv.size()) + " positions held + " +
+                  std::to_string(b.n) + " new > capacity " + std::to_string(kv.capacity()));
+    for (size_t sj = 0; sj < si; ++sj)
+      if (seqs[sj].kv == b.kv) throw Error("forward: the same KV cache appears twice in one batch");
+    for (int64_t i = 0; i < b.n; ++i)
+      if (b.tokens[i] < 0 || b.tokens[i] >= c.n_vocab)
+        throw Error("forward: token id " + std::to_string(b.tokens[i]) + " at index " + std::to_string(i) +
+                    " is out of range [0, " + std::to_string(c.n_vocab) + ")");
+    rows += b.n;
+    max_capacity = std::max(max_capacity, kv.capacity());
+  }
 
   ForwardScratch& s = *s_;
-  s.reserve(c, std::min(n, kChunk));
+  s.reserve(c, rows);
   const int threads = pool_.size();
-  if (s.score_cap < kv.capacity() || s.scores.size() < static_cast<size_t>(threads * s.score_cap)) {
-    s.score_cap = std::max(s.score_cap, kv.capacity());
+  if (s.score_cap < max_capacity || s.scores.size() < static_cast<size_t>(threads * s.score_cap)) {
+    s.score_cap = std::max(s.score_cap, max_capacity);
     s.scores.resize(static_cast<size_t>(threads * s.score_cap));
   }
+  const size_t n_seqs = seqs.size();
+  s.row_seq.resize(static_cast<size_t>(rows));
+  s.row_pos.resize(static_cast<size_t>(rows));
+  s.seq_k0.resize(n_seqs);
+  s.seq_v0.resize(n_seqs);
+  s.seq_type.resize(n_seqs);
 
   const int64_t dim = c.dim, hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
   const bool neox = c.rope_style == RopeStyle::NeoX;
-  const size_t elem = kv.type() == DType::F32 ? 4 : 2;
 
-  for (int64_t start = 0; start < n; start += kChunk) {
-    const int64_t m = std::min(kChunk, n - start);
-    const int64_t pos0 = kv.size();
-    const int32_t* tok = tokens + start;
-
-    for (int64_t i = 0; i < m; ++i) {
-      weight_row(w.token_embd, tok[i], s.x.data() + i * dim);
-      rope_cos_sin(pos0 + i, s.inv_freq.data(), hd, s.cos_sin.data() + i * hd);
-    }
-
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      const LayerWeights& L = w.layers[static_cast<size_t>(l)];
-
-      // Attention block: x += Wo · attention(rope(Wq·xn), cache ∪ rope(Wk·xn), cache ∪ Wv·xn).
-      rmsnorm(s.x.data(), L.attn_norm.data(), m, dim, c.norm_eps, s.xn.data());
-      matmul(pool_, L.wq, s.xn.data(), m, s.q.data());
-      matmul(pool_, L.wk, s.xn.data(), m, s.k.data());
-      matmul(pool_, L.wv, s.xn.data(), m, s.v.data());
-      if (!L.bq.empty()) {
-        add_bias(s.q.data(), L.bq.data(), m, q_dim);
-        add_bias(s.k.data(), L.bk.data(), m, kv_dim);
-        add_bias(s.v.data(), L.bv.data(), m, kv_dim);
-      }
-      for (int64_t i = 0; i < m; ++i) {
-        const float* cs = s.cos_sin.data() + i * hd;
-        rope(s.q.data() + i * q_dim, c.n_heads, hd, cs, neox);
-        rope(s.k.data() + i * kv_dim, c.n_kv_heads, hd, cs, neox);
-        // The chunk's own keys/values go through the cache (rounded to F16 if it is F16), so
-        // that a position attends to exactly what later positions will read back.
-        store_row(s.k.data() + i * kv_dim, kv.key(l, pos0 + i), kv.type(), kv_dim);
-        store_row(s.v.data() + i * kv_dim, kv.value(l, pos0 + i), kv.type(), kv_dim);
-      }
-
-      ForwardScratch::AttentionJob& j = s.job;
-      j = {s.q.data(), s.att.data(), kv.key(l, 0), kv.value(l, 0), kv.type(), kv_dim, m, pos0,
-           c.n_heads, c.n_heads / c.n_kv_heads, hd, q_dim, 1.0f / std::sqrt(static_cast<float>(hd)),
-           threads, elem, s.scores.data(), s.score_cap};
-      // Multiply-adds: each of m * n_heads rows reads about pos0 + m/2 cached positions twice.
-      const int64_t work = m * c.n_heads * (pos0 + (m + 1) / 2) * hd * 2;
-      if (threads == 1 || work < kSerialAttentionWork) {
-        j.n_threads = 1;
-        run_attention_tasks(j, 0);
-      } else {
-        const ForwardScratch::AttentionJob* jp = &j;
-        pool_.run([jp](int t) { run_attention_tasks(*jp, t); });
-      }
-
-      matmul(pool_, L.wo, s.att.data(), m, s.tmp.data());
-      add_inplace(s.x.data(), s.tmp.data(), m * dim);
-
-      // Feed-forward block: x += W_down · (silu(W_gate·xn) * (W_up·xn)).
-      rmsnorm(s.x.data(), L.ffn_norm.data(), m, dim, c.norm_eps, s.xn.data());
-      matmul(pool_, L.w_gate, s.xn.data(), m, s.gate.data());
-      matmul(pool_, L.w_up, s.xn.data(), m, s.up.data());
-      silu_mul(s.gate.data(), s.up.data(), m * c.ffn_dim);
-      matmul(pool_, L.w_down, s.gate.data(), m, s.tmp.data());
-      add_inplace(s.x.data(), s.tmp.data(), m * dim);
-    }
-    kv.advance(m);
-
-    const bool last_chunk = start + m == n;
-    if (all_logits) {
-      rmsnorm(s.x.data(), w.output_norm.data(), m, dim, c.norm_eps, s.xn.data());
-      matmul(pool_, w.output, s.xn.data(), m, logits + start * c.n_vocab);
-      if (last_chunk) std::copy_n(s.xn.data() + (m - 1) * dim, dim, s.hidden.data());
-    } else if (last_chunk) {
-      rmsnorm(s.x.data() + (m - 1) * dim, w.output_norm.data(), 1, dim, c.norm_eps, s.hidden.data());
-      matmul(pool_, w.output, s.hidden.data(), 1, logits);
+  int64_t attention_positions = 0;  // sum over rows of the positions each attends to
+  for (size_t si = 0, r = 0; si < n_seqs; ++si) {
+    const SequenceBatch& b = seqs[si];
+    const int64_t pos0 = b.kv->size();
+    s.seq_type[si] = b.kv->type();
+    for (int64_t i = 0; i < b.n; ++i, ++r) {
+      s.row_seq[r] = static_cast<int32_t>(si);
+      s.row_pos[r] = pos0 + i;
+      attention_positions += pos0 + i + 1;
+      weight_row(w.token_embd, b.tokens[i], s.x.data() + r * dim);
+      rope_cos_sin(pos0 + i, s.inv_freq.data(), hd, s.cos_sin.data() + r * hd);
     }
   }
+  const int64_t m = rows;
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+
+    // Attention block: x += Wo · attention(rope(Wq·xn), cache ∪ rope(Wk·xn), cache ∪ Wv·xn).
+    rmsnorm(s.x.data(), L.attn_norm.data(), m, dim, c.norm_eps, s.xn.data());
+    matmul(pool_, L.wq, s.xn.data(), m, s.q.data());
+    matmul(pool_, L.wk, s.xn.data(), m, s.k.data());
+    matmul(pool_, L.wv, s.xn.data(), m, s.v.data());
+    if (!L.bq.empty()) {
+      add_bias(s.q.data(), L.bq.data(), m, q_dim);
+      add_bias(s.k.data(), L.bk.data(), m, kv_dim);
+      add_bias(s.v.data(), L.bv.data(), m, kv_dim);
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      const float* cs = s.cos_sin.data() + i * hd;
+      rope(s.q.data() + i * q_dim, c.n_heads, hd, cs, neox);
+      rope(s.k.data() + i * kv_dim, c.n_kv_heads, hd, cs, neox);
+      // The batch's own keys/values go through the cache (rounded to F16 if it is F16), so
+      // that a position attends to exactly what later positions will read back.
+      KvCache& kv = *seqs[static_cast<size_t>(s.row_seq[i])].kv;
+      store_row(s.k.data() + i * kv_dim, kv.key(l, s.row_pos[i]), kv.type(), kv_dim);
+      store_row(s.v.data() + i * kv_dim, kv.value(l, s.row_pos[i]), kv.type(), kv_dim);
+    }
+    for (size_t si = 0; si < n_seqs; ++si) {
+      s.seq_k0[si] = seqs[si].kv->key(l, 0);
+      s.seq_v0[si] = seqs[si].kv->value(l, 0);
+    }
+
+    ForwardScratch::AttentionJob& j = s.job;
+    j = {s.q.data(), s.att.data(), s.row_seq.data(), s.row_pos.data(), s.seq_k0.data(),
+         s.seq_v0.data(), s.seq_type.data(), kv_dim, m, c.n_heads, c.n_heads / c.n_kv_heads, hd,
+         q_dim, 1.0f / std::sqrt(static_cast<float>(hd)), threads, s.scores.data(), s.score_cap};
+    // Multiply-adds: each row and head reads its attended positions' keys and values.
+    const int64_t work = attention_positions * c.n_heads * hd * 2;
+    if (threads == 1 || work < kSerialAttentionWork) {
+      j.n_threads = 1;
+      run_attention_tasks(j, 0);
+    } else {
+      const ForwardScratch::AttentionJob* jp = &j;
+      pool_.run([jp](int t) { run_attention_tasks(*jp, t); });
+    }
+
+    matmul(pool_, L.wo, s.att.data(), m, s.tmp.data());
+    add_inplace(s.x.data(), s.tmp.data(), m * dim);
+
+    // Feed-forward block: x += W_down · (silu(W_gate·xn) * (W_up·xn)).
+    rmsnorm(s.x.data(), L.ffn_norm.data(), m, dim, c.norm_eps, s.xn.data());
+    matmul(pool_, L.w_gate, s.xn.data(), m, s.gate.data());
+    matmul(pool_, L.w_up, s.xn.data(), m, s.up.data());
+    silu_mul(s.gate.data(), s.up.data(), m * c.ffn_dim);
+    matmul(pool_, L.w_down, s.gate.data(), m, s.tmp.data());
+    add_inplace(s.x.data(), s.tmp.data(), m * dim);
+  }
+
+  // Output: sequences wanting every position's logits get their rows in one product written in
+  // place; those wanting only the last position's are gathered into one product together.
+  const int64_t n_vocab = c.n_vocab;
+  int64_t n_last = 0;
+  const auto wants_last_only = [](const SequenceBatch& b) { return b.logits && !b.all_logits; };
+  for (size_t si = 0, r = 0; si < n_seqs; r += seqs[si].n, ++si) {
+    const SequenceBatch& b = seqs[si];
+    const float* x = s.x.data() + static_cast<int64_t>(r) * dim;
+    const float* last = nullptr;  // the normalised last row, once computed
+    if (b.hidden || (b.logits && b.all_logits)) {
+      float* out = b.hidden ? b.hidden : s.xn.data();
+      rmsnorm(x, w.output_norm.data(), b.n, dim, c.norm_eps, out);
+      if (b.logits && b.all_logits) matmul(pool_, w.output, out, b.n, b.logits);
+      last = out + (b.n - 1) * dim;
+    }
+    if (wants_last_only(b)) {
+      s.out_rows.resize(static_cast<size_t>((n_last + 1) * dim));
+      float* row = s.out_rows.data() + n_last * dim;
+      if (last) std::copy_n(last, dim, row);
+      else rmsnorm(x + (b.n - 1) * dim, w.output_norm.data(), 1, dim, c.norm_eps, row);
+      last = row;
+      ++n_last;
+    }
+    if (si + 1 == n_seqs) {
+      if (last) std::copy_n(last, dim, s.hidden.data());
+      else rmsnorm(x + (b.n - 1) * dim, w.output_norm.data(), 1, dim, c.norm_eps, s.hidden.data());
+    }
+  }
+  if (n_last == 1) {
+    for (const SequenceBatch& b : seqs)
+      if (wants_last_only(b)) matmul(pool_, w.output, s.out_rows.data(), 1, b.logits);
+  } else if (n_last > 1) {
+    s.out_logits.resize(static_cast<size_t>(n_last * n_vocab));
+    matmul(pool_, w.output, s.out_rows.data(), n_last, s.out_logits.data());
+    int64_t k = 0;
+    for (const SequenceBatch& b : seqs)
+      if (wants_last_only(b)) std::copy_n(s.out_logits.data() + (k++) * n_vocab, n_vocab, b.logits);
+  }
+  for (const SequenceBatch& b : seqs) b.kv->advance(b.n);
   s.have_hidden = true;
 }
 
