@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
-  python3-torch python3-numpy libopenblas0-openmp libtomlplusplus-dev zlib1g-dev
+  python3-torch python3-numpy libopenblas0-openmp libtomlplusplus-dev zlib1g-dev libcpp-httplib-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -26,6 +26,7 @@ int run(int argc, char** argv) {
   register_plot(app);
   register_debug_train(app);
   register_collab(app);
+  register_serve(app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;

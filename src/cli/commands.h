@@ -22,6 +22,7 @@ void register_export(CLI::App& app);
 void register_plot(CLI::App& app);
 void register_debug_train(CLI::App& app);  // referee hooks for tests/reference/train_test.py
 void register_collab(CLI::App& app);       // slm collab generate | router | eval
+void register_serve(CLI::App& app);        // slm serve
 
 // The `slm collab` subcommands, each in its own cmd_collab_*.cpp, added to the collab group.
 void register_collab_generate(CLI::App& collab);

@@ -1,0 +1,332 @@
+#include "serve/batch_engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "generate/sampler.h"
+#include "generate/token_emitter.h"
+#include "serve/metrics.h"
+
+namespace slm {
+
+struct BatchEngine::Slot {
+  Slot(const ModelConfig& c, int64_t context, DType kv_type) : kv(c, context, kv_type) {}
+
+  KvCache kv;
+  bool busy = false;
+  uint64_t admitted = 0;               // admission order: prompts are prefilled first come first
+  std::shared_ptr<RequestState> state;
+  GenerationJob job;
+  std::unique_ptr<Sampler> sampler;
+  GenerateResult result;
+  TextCallback on_text;
+  std::unique_ptr<TokenEmitter> emitter;
+  std::vector<int32_t> history;        // prompt + generated tokens (the penalties' window)
+  int64_t fed = 0;                     // prompt tokens fed so far
+  int32_t next = -1;                   // sampled token to feed at the next step; -1: prefilling
+  std::vector<float> logits;           // [n_vocab]
+  std::vector<float> hidden;           // [prefill_chunk, dim]: embeddings' hidden states
+  std::vector<double> hidden_sum;      // [dim]
+  Clock::time_point last_token;
+};
+
+BatchEngine::BatchEngine(std::string name, std::unique_ptr<Model> model,
+                         const BatchEngineOptions& options, ServerMetrics* metrics)
+    : name_(std::move(name)), model_(std::move(model)), opt_(options), metrics_(metrics),
+      pool_(std::max(1, options.threads)) {
+  const ModelConfig& c = model_->config();
+  if (opt_.slots < 1) throw Error("serve: --parallel must be >= 1");
+  if (opt_.prefill_chunk < 1) throw Error("serve: --prefill-chunk must be >= 1");
+  if (opt_.queue < 0) throw Error("serve: --queue must be >= 0");
+  context_ = opt_.context > 0 ? opt_.context : c.ctx_len;
+  if (context_ < 2) throw Error("serve: the context must hold at least 2 positions");
+  transformer_ = std::make_unique<Transformer>(*model_, pool_);
+  for (int i = 0; i < opt_.slots; ++i) {
+    auto s = std::make_unique<Slot>(c, context_, opt_.kv_type);
+    s->logits.resize(static_cast<size_t>(c.n_vocab));
+    slots_.push_back(std::move(s));
+  }
+  worker_ = std::thread([this] { run(); });
+}
+
+BatchEngine::~BatchEngine() { shutdown(std::chrono::milliseconds(0)); }
+
+std::shared_ptr<RequestState> BatchEngine::submit(GenerationJob job) {
+  auto state = std::make_shared<RequestState>();
+  if (job.prompt.empty()) {
+    state->fail(400, "the prompt is empty");
+    return state;
+  }
+  if (static_cast<int64_t>(job.prompt.size()) >= context_) {
+    state->fail(400, "the prompt has " + std::to_string(job.prompt.size()) +
+                         " tokens; this model's context holds " + std::to_string(context_) +
+                         " positions per request, prompt and completion together");
+    return state;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!accepting_) throw EngineBusy{503, "the server is shutting down", 1};
+    const int64_t free_slots = static_cast<int64_t>(slots_.size()) - active_;
+    if (static_cast<int64_t>(queue_.size()) >= opt_.queue + std::max<int64_t>(free_slots, 0))
+      throw EngineBusy{429, "all " + std::to_string(slots_.size()) + " slots of model '" + name_ +
+                                "' are busy and " + std::to_string(queue_.size()) +
+                                " requests are waiting; retry later",
+                       1};
+    queue_.push_back({std::move(job), state});
+  }
+  cv_.notify_all();
+  publish_load();
+  return state;
+}
+
+EngineLoad BatchEngine::load() const {
+  std::lock_guard lock(mu_);
+  return {static_cast<int64_t>(queue_.size()), active_, static_cast<int64_t>(slots_.size())};
+}
+
+void BatchEngine::publish_load() {
+  if (!metrics_) return;
+  const EngineLoad l = load();
+  metrics_->set_queue_depth(name_, l.queued);
+  metrics_->set_active_slots(name_, l.active);
+}
+
+void BatchEngine::shutdown(std::chrono::milliseconds grace) {
+  std::deque<Pending> dropped;
+  {
+    std::unique_lock lock(mu_);
+    if (!worker_.joinable()) return;
+    accepting_ = false;
+    dropped.swap(queue_);
+  }
+  for (Pending& p : dropped) p.state->fail(503, "the server is shutting down");
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, grace, [&] { return active_ == 0 && queue_.empty(); });
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void BatchEngine::admit(Slot& s, Pending p) {
+  static uint64_t counter = 0;
+  s.busy = true;
+  s.admitted = ++counter;
+  s.state = std::move(p.state);
+  s.job = std::move(p.job);
+  s.kv.clear();
+  s.result = GenerateResult{};
+  s.result.prompt_tokens = static_cast<int64_t>(s.job.prompt.size());
+  s.history = s.job.prompt;
+  s.fed = 0;
+  s.next = -1;
+  s.sampler.reset();
+  s.emitter.reset();
+  if (s.job.embedding) {
+    s.hidden.resize(static_cast<size_t>(opt_.prefill_chunk * model_->config().dim));
+    s.hidden_sum.assign(static_cast<size_t>(model_->config().dim), 0.0);
+    return;
+  }
+  const Tokenizer& tok = model_->tokenizer();
+  RequestState* state = s.state.get();
+  s.on_text = [state](std::string_view piece) {
+    state->emit(piece, nullptr, 0);
+    return !state->cancelled();
+  };
+  try {
+    s.sampler = std::make_unique<Sampler>(s.job.options.sampler);
+    s.emitter = std::make_unique<TokenEmitter>(
+        s.job.options, [&tok](int32_t id) { return tok.token_to_piece(id); },
+        [&tok](int32_t id) { return tok.is_end_of_generation(id); }, s.on_text, s.result);
+  } catch (const Error& e) {
+    s.state->fail(400, e.what());
+    s.state.reset();
+    s.busy = false;
+    std::lock_guard lock(mu_);
+    --active_;
+    return;
+  }
+  if (s.emitter->done()) release(s, s.result.stop_reason);  // max_tokens == 0
+}
+
+void BatchEngine::release(Slot& s, const std::string& reason) {
+  if (s.emitter) {
+    if (!s.emitter->done()) s.emitter->end(reason);
+    s.emitter->finish();
+  }
+  TokenCounts counts;
+  counts.prompt = static_cast<int64_t>(s.job.prompt.size());
+  counts.completion = static_cast<int64_t>(s.result.tokens.size());
+  if (metrics_) metrics_->tokens(name_, s.job.embedding ? counts.prompt : counts.prompt, counts.completion);
+  // "eog": the model ended its answer, which the API calls "stop".
+  s.state->finish(reason == "eog" ? "stop" : reason, counts);
+  s.state.reset();
+  s.emitter.reset();
+  s.sampler.reset();
+  s.busy = false;
+  s.kv.clear();
+  {
+    std::lock_guard lock(mu_);
+    --active_;
+  }
+  cv_.notify_all();
+}
+
+void BatchEngine::after_logits(Slot& s) {
+  std::vector<float> lsm;
+  if (s.job.options.logprobs) lsm = log_softmax(s.logits);  // before the sampler's penalties
+  const int32_t tok = s.sampler->sample(s.logits, s.history);
+  const Clock::time_point now = Clock::now();
+  if (metrics_) {
+    if (s.result.tokens.empty()) metrics_->time_to_first_token(name_, std::chrono::duration<double>(now - s.job.submitted).count());
+    else metrics_->inter_token_latency(name_, std::chrono::duration<double>(now - s.last_token).count());
+  }
+  s.last_token = now;
+  const size_t before = s.result.tokens.size();
+  const bool more = s.emitter->push(tok, lsm);
+  const int64_t added = static_cast<int64_t>(s.result.tokens.size() - before);
+  const TokenLogprob* lp =
+      added > 0 && s.job.options.logprobs && !s.result.logprobs.empty() ? &s.result.logprobs.back() : nullptr;
+  if (added > 0) s.state->emit("", lp, added);
+  if (!more) {
+    release(s, s.result.stop_reason);
+    return;
+  }
+  s.history.push_back(tok);
+  s.next = tok;
+}
+
+void BatchEngine::finish_embedding(Slot& s) {
+  const size_t dim = s.hidden_sum.size();
+  std::vector<float> e(dim);
+  double norm = 0.0;
+  for (size_t i = 0; i < dim; ++i) {
+    e[i] = static_cast<float>(s.hidden_sum[i] / static_cast<double>(s.job.prompt.size()));
+    norm += static_cast<double>(e[i]) * e[i];
+  }
+  norm = std::sqrt(norm);
+  if (norm > 0)
+    for (float& v : e) v = static_cast<float>(v / norm);
+  TokenCounts counts;
+  counts.prompt = static_cast<int64_t>(s.job.prompt.size());
+  if (metrics_) metrics_->tokens(name_, counts.prompt, 0);
+  s.state->finish("stop", counts, std::move(e));
+  s.state.reset();
+  s.busy = false;
+  s.kv.clear();
+  {
+    std::lock_guard lock(mu_);
+    --active_;
+  }
+  cv_.notify_all();
+}
+
+void BatchEngine::run() {
+  std::vector<SequenceBatch> batch;
+  std::vector<Slot*> members;
+  std::vector<Slot*> prefilling;
+  const int64_t dim = model_->config().dim;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || active_ > 0 || !queue_.empty(); });
+      if (stop_) break;
+      for (auto& s : slots_) {
+        if (queue_.empty()) break;
+        if (s->busy) continue;
+        Pending p = std::move(queue_.front());
+        queue_.pop_front();
+        ++active_;
+        lock.unlock();
+        admit(*s, std::move(p));
+        lock.lock();
+      }
+    }
+    publish_load();
+
+    const Clock::time_point now = Clock::now();
+    for (auto& s : slots_) {
+      if (!s->busy) continue;
+      if (s->state->cancelled()) {
+        if (metrics_) metrics_->rejected(name_, "cancelled");
+        release(*s, "cancelled");
+      } else if (now > s->job.deadline) {
+        if (metrics_) metrics_->rejected(name_, "time_limit");
+        release(*s, "time_limit");
+      }
+    }
+
+    batch.clear();
+    members.clear();
+    prefilling.clear();
+    for (auto& s : slots_) {
+      if (!s->busy) continue;
+      if (s->next < 0) {
+        prefilling.push_back(s.get());
+        continue;
+      }
+      if (s->kv.size() + 1 > s->kv.capacity()) {
+        release(*s, "length");  // the context is full
+        continue;
+      }
+      batch.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});
+      members.push_back(s.get());
+    }
+    std::sort(prefilling.begin(), prefilling.end(), [](const Slot* a, const Slot* b) { return a->admitted < b->admitted; });
+    int64_t budget = opt_.prefill_chunk;
+    for (Slot* s : prefilling) {
+      if (budget == 0) break;
+      const int64_t left = static_cast<int64_t>(s->job.prompt.size()) - s->fed;
+      const int64_t take = std::min(left, budget);
+      const bool last = take == left;
+      SequenceBatch b{s->job.prompt.data() + s->fed, take, &s->kv, nullptr, false, nullptr};
+      if (s->job.embedding) b.hidden = s->hidden.data();
+      else if (last) b.logits = s->logits.data();
+      batch.push_back(b);
+      members.push_back(s);
+      budget -= take;
+    }
+    if (batch.empty()) continue;
+
+    try {
+      transformer_->forward_batch(batch);
+    } catch (const std::exception& e) {
+      for (Slot* s : members) {
+        s->state->fail(500, std::string("forward pass failed: ") + e.what());
+        s->state.reset();
+        s->emitter.reset();
+        s->busy = false;
+        s->kv.clear();
+        std::lock_guard lock(mu_);
+        --active_;
+      }
+      continue;
+    }
+
+    for (size_t i = 0; i < members.size(); ++i) {
+      Slot& s = *members[i];
+      const SequenceBatch& b = batch[i];
+      if (s.next >= 0) {  // a decode step
+        after_logits(s);
+        continue;
+      }
+      s.fed += b.n;
+      const bool done = s.fed == static_cast<int64_t>(s.job.prompt.size());
+      if (s.job.embedding) {
+        for (int64_t r = 0; r < b.n; ++r)
+          for (int64_t d = 0; d < dim; ++d) s.hidden_sum[static_cast<size_t>(d)] += s.hidden[static_cast<size_t>(r * dim + d)];
+        if (done) finish_embedding(s);
+      } else if (done) {
+        after_logits(s);
+      }
+    }
+  }
+
+  // Stopping: whatever is still running is cancelled.
+  for (auto& s : slots_)
+    if (s->busy) release(*s, "cancelled");
+}
+
+}  // namespace slm

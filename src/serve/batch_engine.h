@@ -1,0 +1,84 @@
+// Continuous batching for one model: N slots, each a sequence with its own KV cache; one worker
+// thread runs steps, and each step feeds every generating slot's next token plus a bounded chunk
+// of waiting prompts through one Transformer::forward_batch call. A request joins at the next
+// step after a slot frees up and leaves the moment it finishes; long prompts are split over
+// several steps (prefill_chunk tokens per step in all), so a new prompt delays the running
+// streams by at most one chunk's worth of work per token instead of stalling them.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "serve/engine.h"
+
+namespace slm {
+
+class ServerMetrics;
+
+struct BatchEngineOptions {
+  int slots = 4;                 // sequences decoded together, >= 1
+  int64_t context = 0;           // positions per slot; 0: the model's context length
+  DType kv_type = DType::F32;
+  int64_t queue = 64;            // requests waiting for a slot before submit() answers 429
+  int64_t prefill_chunk = 128;   // prompt tokens fed per step, over all slots, >= 1
+  int threads = 1;               // compute threads of this engine's pool
+};
+
+class BatchEngine : public Engine {
+ public:
+  // name: the served model name (metrics labels). metrics may be null. Starts the worker thread.
+  BatchEngine(std::string name, std::unique_ptr<Model> model, const BatchEngineOptions& options,
+              ServerMetrics* metrics);
+  ~BatchEngine() override;
+
+  std::shared_ptr<RequestState> submit(GenerationJob job) override;
+  void shutdown(std::chrono::milliseconds grace) override;
+  EngineLoad load() const override;
+  const Model& model() const override { return *model_; }
+  int64_t context() const override { return context_; }
+  bool supports_embeddings() const override { return true; }
+  std::string kind() const override { return "single"; }
+
+ private:
+  struct Slot;
+  struct Pending {
+    GenerationJob job;
+    std::shared_ptr<RequestState> state;
+  };
+
+  void run();
+  void admit(Slot& slot, Pending p);
+  // Ends the slot's request and frees it.
+  void release(Slot& slot, const std::string& reason);
+  // After a forward step: sample the slot's next token from its logits and emit it.
+  void after_logits(Slot& slot);
+  void finish_embedding(Slot& slot);
+  void publish_load();
+
+  std::string name_;
+  std::unique_ptr<Model> model_;
+  BatchEngineOptions opt_;
+  int64_t context_;
+  ServerMetrics* metrics_;
+  ThreadPool pool_;
+  std::unique_ptr<Transformer> transformer_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  int64_t active_ = 0;           // slots in use (written under mu_)
+  bool accepting_ = true;
+  bool stop_ = false;            // cancel everything and exit the worker
+  std::thread worker_;
+};
+
+}  // namespace slm
