@@ -28,7 +28,8 @@ read -r -a client_counts <<<"${CLIENTS:-1 4 8 16 32}"
 port=${PORT:-18090}
 parallel=${PARALLEL:-16}
 threads=${THREADS:-2}
-read -r -a serve_args <<<"${SERVE_ARGS:-}"
+# The models measured here have no chat template of their own: ChatML, as the anchors used.
+read -r -a serve_args <<<"${SERVE_ARGS:---chat-template chatml}"
 start_timeout=${START_TIMEOUT:-120}
 log_dir=${LOG_DIR:-$(mktemp -d /tmp/bench-serve.XXXXXX)}
 mkdir -p "$log_dir"
@@ -79,8 +80,9 @@ start_server() {
       return 1
     fi
     sleep 0.1
-    ((waited++))
+    waited=$((waited + 1))
   done
+  return 0
 }
 
 # SIGTERM, then up to 30 s for a clean exit; sets server_status to the exit status or "killed".
@@ -90,7 +92,7 @@ stop_server() {
   local waited=0
   while kill -0 "$server_pid" 2>/dev/null && ((waited < 300)); do
     sleep 0.1
-    ((waited++))
+    waited=$((waited + 1))
   done
   if kill -0 "$server_pid" 2>/dev/null; then
     kill -KILL "$server_pid" 2>/dev/null

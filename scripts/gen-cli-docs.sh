@@ -14,7 +14,7 @@ slm=${1:-build/slm}
   echo '```'
   for cmd in "info" "tokenize" "generate" "chat" "bench" "init" "tokenizer" "tokenizer train" "tokenizer eval" \
              "data" "data prepare" "train" "eval" "export" "plot" "debug-train" "debug-train grads" "debug-train adamw" \
-             "collab" "collab generate" "collab router" "collab router train" "collab router score" "collab eval"; do
+             "collab" "collab generate" "collab router" "collab router train" "collab router score" "collab eval" "serve"; do
     echo
     echo "## slm $cmd"
     echo

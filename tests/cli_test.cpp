@@ -20,7 +20,7 @@ TEST(Cli, HelpOfEverySubcommandIsInTheDocs) {
   for (const char* cmd : {"", "info", "tokenize", "generate", "chat", "bench", "init", "tokenizer", "tokenizer train",
                           "tokenizer eval", "data", "data prepare", "train", "eval", "export", "plot",
                           "debug-train", "debug-train grads", "debug-train adamw", "collab", "collab generate",
-                          "collab router", "collab router train", "collab router score", "collab eval"}) {
+                          "collab router", "collab router train", "collab router score", "collab eval", "serve"}) {
     const CommandResult r = run_slm(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(docs.find(r.out), std::string::npos)

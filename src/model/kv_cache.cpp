@@ -15,8 +15,12 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity, DType type)
   if (capacity < 1) throw Error("KV cache capacity must be at least 1, got " + std::to_string(capacity));
   if (n_layers_ < 1 || row_ < 1) throw Error("KV cache: the model config has no layers or heads");
   elem_ = type == DType::F32 ? 4 : 2;
-  data_.resize(static_cast<size_t>(n_layers_) * 2 * static_cast<size_t>(capacity_) *
-               static_cast<size_t>(row_) * elem_);
+  bytes_ = static_cast<size_t>(n_layers_) * 2 * static_cast<size_t>(capacity_) *
+           static_cast<size_t>(row_) * elem_;
+  // Left uninitialised on purpose: rows are written before they are read, and a large buffer
+  // then takes memory only as positions fill (the allocator maps untouched pages lazily), so a
+  // server with many slots of long context costs what its requests use, not what they could.
+  data_.reset(new uint8_t[bytes_]);
 }
 
 void KvCache::truncate(int64_t n) {
@@ -34,10 +38,10 @@ void KvCache::advance(int64_t n) {
 }
 
 void* KvCache::key(int64_t layer, int64_t pos) {
-  return data_.data() + ((static_cast<size_t>(layer) * 2 * capacity_ + pos) * row_) * elem_;
+  return data_.get() + ((static_cast<size_t>(layer) * 2 * capacity_ + pos) * row_) * elem_;
 }
 void* KvCache::value(int64_t layer, int64_t pos) {
-  return data_.data() + (((static_cast<size_t>(layer) * 2 + 1) * capacity_ + pos) * row_) * elem_;
+  return data_.get() + (((static_cast<size_t>(layer) * 2 + 1) * capacity_ + pos) * row_) * elem_;
 }
 const void* KvCache::key(int64_t layer, int64_t pos) const {
   return const_cast<KvCache*>(this)->key(layer, pos);

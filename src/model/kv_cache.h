@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/dtype.h"
@@ -23,7 +24,7 @@ class KvCache {
   // Drops positions >= n (n <= size()): for rollback in speculative decoding and reuse of a prefix.
   void truncate(int64_t n);
   void clear() { size_ = 0; }
-  size_t bytes() const { return data_.size(); }
+  size_t bytes() const { return bytes_; }  // reserved; resident memory grows with size()
 
   // Raw row pointers (element type type()) for layer l at position p < capacity().
   void* key(int64_t layer, int64_t pos);
@@ -37,7 +38,8 @@ class KvCache {
   int64_t n_layers_, capacity_, row_, size_ = 0;
   DType type_;
   size_t elem_;
-  std::vector<uint8_t> data_;
+  size_t bytes_ = 0;
+  std::unique_ptr<uint8_t[]> data_;
 };
 
 }  // namespace slm

@@ -111,9 +111,8 @@ void BatchEngine::shutdown(std::chrono::milliseconds grace) {
 }
 
 void BatchEngine::admit(Slot& s, Pending p) {
-  static uint64_t counter = 0;
   s.busy = true;
-  s.admitted = ++counter;
+  s.admitted = ++admissions_;
   s.state = std::move(p.state);
   s.job = std::move(p.job);
   s.kv.clear();
@@ -141,11 +140,8 @@ void BatchEngine::admit(Slot& s, Pending p) {
         s.job.options, [&tok](int32_t id) { return tok.token_to_piece(id); },
         [&tok](int32_t id) { return tok.is_end_of_generation(id); }, s.on_text, s.result);
   } catch (const Error& e) {
-    s.state->fail(400, e.what());
-    s.state.reset();
-    s.busy = false;
-    std::lock_guard lock(mu_);
-    --active_;
+    const std::string message = e.what();
+    finish_and_free(s, [&](RequestState& st) { st.fail(400, message); });
     return;
   }
   if (s.emitter->done()) release(s, s.result.stop_reason);  // max_tokens == 0
@@ -159,10 +155,15 @@ void BatchEngine::release(Slot& s, const std::string& reason) {
   TokenCounts counts;
   counts.prompt = static_cast<int64_t>(s.job.prompt.size());
   counts.completion = static_cast<int64_t>(s.result.tokens.size());
-  if (metrics_) metrics_->tokens(name_, s.job.embedding ? counts.prompt : counts.prompt, counts.completion);
+  if (metrics_) metrics_->tokens(name_, counts.prompt, counts.completion);
   // "eog": the model ended its answer, which the API calls "stop".
-  s.state->finish(reason == "eog" ? "stop" : reason, counts);
-  s.state.reset();
+  finish_and_free(s, [&](RequestState& st) { st.finish(reason == "eog" ? "stop" : reason, counts); });
+}
+
+void BatchEngine::finish_and_free(Slot& s, const std::function<void(RequestState&)>& finish) {
+  // The slot is free before the client hears the answer, so a client that sends its next
+  // request at once finds it free (and is not refused with a 429 by a full queue).
+  std::shared_ptr<RequestState> state = std::move(s.state);
   s.emitter.reset();
   s.sampler.reset();
   s.busy = false;
@@ -172,6 +173,8 @@ void BatchEngine::release(Slot& s, const std::string& reason) {
     --active_;
   }
   cv_.notify_all();
+  publish_load();
+  finish(*state);
 }
 
 void BatchEngine::after_logits(Slot& s) {
@@ -191,6 +194,7 @@ void BatchEngine::after_logits(Slot& s) {
       added > 0 && s.job.options.logprobs && !s.result.logprobs.empty() ? &s.result.logprobs.back() : nullptr;
   if (added > 0) s.state->emit("", lp, added);
   if (!more) {
+    if (metrics_ && s.result.stop_reason == "cancelled") metrics_->rejected(name_, "cancelled");
     release(s, s.result.stop_reason);
     return;
   }
@@ -212,15 +216,7 @@ void BatchEngine::finish_embedding(Slot& s) {
   TokenCounts counts;
   counts.prompt = static_cast<int64_t>(s.job.prompt.size());
   if (metrics_) metrics_->tokens(name_, counts.prompt, 0);
-  s.state->finish("stop", counts, std::move(e));
-  s.state.reset();
-  s.busy = false;
-  s.kv.clear();
-  {
-    std::lock_guard lock(mu_);
-    --active_;
-  }
-  cv_.notify_all();
+  finish_and_free(s, [&](RequestState& st) { st.finish("stop", counts, std::move(e)); });
 }
 
 void BatchEngine::run() {
@@ -293,15 +289,9 @@ void BatchEngine::run() {
     try {
       transformer_->forward_batch(batch);
     } catch (const std::exception& e) {
-      for (Slot* s : members) {
-        s->state->fail(500, std::string("forward pass failed: ") + e.what());
-        s->state.reset();
-        s->emitter.reset();
-        s->busy = false;
-        s->kv.clear();
-        std::lock_guard lock(mu_);
-        --active_;
-      }
+      const std::string message = std::string("forward pass failed: ") + e.what();
+      for (Slot* s : members)
+        finish_and_free(*s, [&](RequestState& st) { st.fail(500, message); });
       continue;
     }
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,6 +62,8 @@ class BatchEngine : public Engine {
   // After a forward step: sample the slot's next token from its logits and emit it.
   void after_logits(Slot& slot);
   void finish_embedding(Slot& slot);
+  // Frees the slot, then tells the request (finish(state)).
+  void finish_and_free(Slot& slot, const std::function<void(RequestState&)>& finish);
   void publish_load();
 
   std::string name_;
@@ -76,6 +79,7 @@ class BatchEngine : public Engine {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   int64_t active_ = 0;           // slots in use (written under mu_)
+  uint64_t admissions_ = 0;      // worker thread only: admission order
   bool accepting_ = true;
   bool stop_ = false;            // cancel everything and exit the worker
   std::thread worker_;

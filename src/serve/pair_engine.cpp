@@ -189,6 +189,7 @@ void PairEngine::serve_one(Pending& p) {
   }
   std::string reason = gen.stop_reason == "eog" ? "stop" : gen.stop_reason;
   if (reason == "cancelled" && timed_out) reason = "time_limit";
+  if (metrics_ && (reason == "cancelled" || reason == "time_limit")) metrics_->rejected(name_, reason);
   state.finish(reason, counts);
 }
 

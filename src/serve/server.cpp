@@ -283,19 +283,26 @@ struct Server::Impl {
                                   " tokens; this model's context holds " + std::to_string(engine.context() - 1),
                          param, "invalid_request_error", "context_length_exceeded");
       }
+      // Inputs go to the engine a window at a time (as many as it has slots), so that a request
+      // with many inputs does not fill the queue and refuse itself.
       std::vector<std::shared_ptr<RequestState>> states;
-      try {
-        for (auto& in : inputs) {
-          GenerationJob job;
-          job.embedding = true;
-          job.submitted = t0;
-          job.deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(self.opt_.request_timeout_s));
-          job.prompt = std::move(in);
-          states.push_back(submit(engine, std::move(job)));
+      const size_t window = static_cast<size_t>(std::max<int64_t>(1, engine.load().slots));
+      for (size_t begin = 0; begin < inputs.size(); begin += window) {
+        const size_t end = std::min(inputs.size(), begin + window);
+        try {
+          for (size_t i = begin; i < end; ++i) {
+            GenerationJob job;
+            job.embedding = true;
+            job.submitted = t0;
+            job.deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(self.opt_.request_timeout_s));
+            job.prompt = std::move(inputs[i]);
+            states.push_back(submit(engine, std::move(job)));
+          }
+        } catch (...) {
+          for (auto& s : states) s->cancel();
+          throw;
         }
-      } catch (...) {
-        for (auto& s : states) s->cancel();
-        throw;
+        for (size_t i = begin; i < states.size(); ++i) states[i]->wait_finished();
       }
       json data = json::array();
       int64_t tokens = 0;

@@ -70,7 +70,7 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
   fail "could not pick a free port"
 
 "$SLM_BINARY" serve --model "$MODEL_NAME=$MODEL_PATH" --port "$PORT" --api-key "$API_KEY" \
-  --parallel 2 >"$SERVER_LOG" 2>&1 &
+  --parallel 2 --chat-template chatml --threads 2 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 echo "# server pid $SERVER_PID on port $PORT"
 
