@@ -10,7 +10,9 @@
 # Environment: CLIENTS ("1 4 8 16 32"), SECONDS or BENCH_SECONDS (20), MAX_TOKENS (64),
 #   PORT (18090), PARALLEL (16), THREADS (2), SERVE_ARGS (more `slm serve` flags), JSON_OUT (file
 #   that serve_load appends one JSON line per setting to), START_TIMEOUT (120 s), BUILD_DIR
-#   (build), SLM (BUILD_DIR/slm), SERVE_LOAD (BUILD_DIR/bench/serve_load), LOG_DIR (a temp dir).
+#   (build), SLM (BUILD_DIR/slm), SERVE_LOAD (BUILD_DIR/bench/serve_load), LOG_DIR (a temp dir),
+#   LLAMA_SERVER (path of a llama-server binary: measure it instead of slm, with the same
+#   threads, slots, continuous batching and a context of PARALLEL x 256 shared by the slots).
 # Exit status: 0 when every server started, answered, and exited 0 on SIGTERM; 1 otherwise.
 
 # Bash's own SECONDS counts the script's run time, so ${SECONDS:-20} would never be 20: take the
@@ -44,7 +46,9 @@ if [[ ${#models[@]} -eq 0 ]]; then
   fi
 fi
 
-[[ -x $slm ]] || { echo "bench-serve: no server binary $slm (build slm_cli, or set SLM)" >&2; exit 1; }
+llama_server=${LLAMA_SERVER:-}
+[[ -z $llama_server || -x $llama_server ]] || { echo "bench-serve: LLAMA_SERVER=$llama_server is not executable" >&2; exit 1; }
+[[ -n $llama_server || -x $slm ]] || { echo "bench-serve: no server binary $slm (build slm_cli, or set SLM)" >&2; exit 1; }
 [[ -x $serve_load ]] || { echo "bench-serve: no $serve_load (build serve_load, or set SERVE_LOAD)" >&2; exit 1; }
 
 url="http://127.0.0.1:$port"
@@ -62,8 +66,13 @@ start_server() {
     echo "bench-serve: something already answers on $url; set PORT" >&2
     return 1
   fi
-  "$slm" serve --model "$spec" --port "$port" --parallel "$parallel" --threads "$threads" \
-    "${serve_args[@]}" >"$log" 2>&1 &
+  if [[ -n $llama_server ]]; then
+    "$llama_server" -m "${spec#*=}" --alias "${spec%%=*}" --port "$port" -np "$parallel" -cb -t "$threads" \
+      -c $((parallel * 256)) >"$log" 2>&1 &
+  else
+    "$slm" serve --model "$spec" --port "$port" --parallel "$parallel" --threads "$threads" \
+      "${serve_args[@]}" >"$log" 2>&1 &
+  fi
   server_pid=$!
   local waited=0
   until [[ $(health_code) == 200 ]]; do

@@ -163,26 +163,56 @@ struct Server::Impl {
       job.options.stop_at_eog = !cr.ignore_eos;
       job.options.logprobs = cr.logprobs;
       job.options.top_logits = cr.top_logprobs;
-      const TokenCounts prompt_only{static_cast<int64_t>(prompt.size()), 0, 0, 0};
       job.prompt = std::move(prompt);
       std::shared_ptr<RequestState> state = submit(engine, std::move(job));
 
       CompletionMeta meta{(chat ? "chatcmpl-" : "cmpl-") + random_hex(24), static_cast<int64_t>(std::time(nullptr)),
                           sm.name, engine.kind() == "single" ? "" : engine.kind()};
       if (!cr.stream) {
-        RequestState::Update u;
-        while (!u.finished) state->wait(u, Clock::now() + std::chrono::seconds(1));
-        if (state->error_status()) throw ApiError(state->error_status(), state->error_message(), "", error_type_for(state->error_status()));
-        const TokenCounts counts = state->counts();
-        json lp = nullptr;
-        if (cr.logprobs) lp = chat ? chat_logprobs_json(u.logprobs, tok) : completion_logprobs_json(u.logprobs, tok);
-        const json body = chat ? chat_completion_json(meta, u.text, state->finish_reason(), counts, lp)
-                               : text_completion_json(meta, u.text, state->finish_reason(), counts, lp);
-        res.set_content(dump_json(body), "application/json");
-        finished(model_name, endpoint, 200, t0);
+        // Wait a while for a quick answer, sent whole with its real status. A longer one goes out
+        // chunked, preceded by a space every second (JSON allows leading whitespace): writing is
+        // the only way to notice a client that has gone away, whose generation is then cancelled.
+        auto u = std::make_shared<RequestState::Update>();
+        const Clock::time_point quick = Clock::now() + std::chrono::seconds(1);
+        while (!u->finished && Clock::now() < quick) state->wait(*u, quick);
+        const bool want_logprobs = cr.logprobs;
+        const Tokenizer* tk = &tok;
+        const auto body_of = [meta, chat, want_logprobs, tk](RequestState& st, const RequestState::Update& up) {
+          if (st.error_status()) return api_error_body(ApiError(st.error_status(), st.error_message(), "", error_type_for(st.error_status())));
+          json lp = nullptr;
+          if (want_logprobs) lp = chat ? chat_logprobs_json(up.logprobs, *tk) : completion_logprobs_json(up.logprobs, *tk);
+          return chat ? chat_completion_json(meta, up.text, st.finish_reason(), st.counts(), lp)
+                      : text_completion_json(meta, up.text, st.finish_reason(), st.counts(), lp);
+        };
+        if (u->finished) {
+          if (state->error_status()) throw ApiError(state->error_status(), state->error_message(), "", error_type_for(state->error_status()));
+          res.set_content(dump_json(body_of(*state, *u)), "application/json");
+          finished(model_name, endpoint, 200, t0);
+          return;
+        }
+        res.set_chunked_content_provider(
+            "application/json",
+            [this, state, u, body_of, model_name, endpoint, t0](size_t, httplib::DataSink& sink) {
+              Clock::time_point next_space = Clock::now() + std::chrono::seconds(1);
+              while (!u->finished) {
+                state->wait(*u, next_space);
+                if (u->finished || Clock::now() < next_space) continue;
+                next_space = Clock::now() + std::chrono::seconds(1);
+                if (!sink.write(" ", 1)) {
+                  state->cancel();
+                  finished(model_name, endpoint, 499, t0);
+                  return false;
+                }
+              }
+              const std::string body = dump_json(body_of(*state, *u));
+              sink.write(body.data(), body.size());
+              sink.done();
+              finished(model_name, endpoint, state->error_status() ? state->error_status() : 200, t0);
+              return true;
+            },
+            [state](bool) { state->cancel(); });
         return;
       }
-      (void)prompt_only;
       stream(res, state, meta, chat, cr.include_usage, cr.logprobs, tok, endpoint, t0);
     } catch (const ApiError& e) {
       if (e.status == 429 || e.status == 503) {
