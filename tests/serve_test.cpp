@@ -259,6 +259,47 @@ TEST_F(Serve, GreedyCompletionEqualsGenerate) {
   }
 }
 
+// Prompt caching: a slot keeps its sequence's cache; a prompt sharing its start is prefilled only
+// from where they differ, says so in usage.prompt_tokens_details.cached_tokens, and its text is
+// still the referee's.
+TEST_F(Serve, PromptCachingReusesTheSlotsPrefix) {
+  start(engine_options(/*slots=*/1));
+  auto c = server->client();
+  const std::vector<int32_t> a = encode_prompt(*ref, "The jury said that the city");
+  const GenerateResult want_a = referee_generate(*ref, a, 8);
+  ASSERT_EQ(want_a.tokens.size(), 8u);
+  const auto complete = [&](const std::vector<int32_t>& ids) {
+    const HttpResult r = post(c, "/v1/completions", {{"model", "m"}, {"prompt", ids}, {"max_tokens", 8}, {"temperature", 0}});
+    EXPECT_EQ(r.status, 200) << r.raw;
+    return r.body;
+  };
+  const auto cached = [](const json& body) -> int64_t {
+    return body["usage"].contains("prompt_tokens_details") ? body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>() : 0;
+  };
+
+  json first = complete(a);
+  EXPECT_EQ(first["choices"][0]["text"], want_a.text);
+  EXPECT_EQ(cached(first), 0);
+  // The same prompt again: everything but the last prompt token comes from the cache.
+  json again = complete(a);
+  EXPECT_EQ(again["choices"][0]["text"], want_a.text);
+  EXPECT_EQ(cached(again), static_cast<int64_t>(a.size()) - 1);
+  // The next turn: the prompt, the answer and more. The cache holds the prompt and every
+  // generated token but the last (never fed).
+  std::vector<int32_t> b = a;
+  b.insert(b.end(), want_a.tokens.begin(), want_a.tokens.end());
+  for (int32_t t : encode_prompt(*ref, " and then")) if (t != ref->tokenizer().bos()) b.push_back(t);
+  json next = complete(b);
+  EXPECT_EQ(next["choices"][0]["text"], referee_generate(*ref, b, 8).text);
+  EXPECT_EQ(cached(next), static_cast<int64_t>(a.size() + want_a.tokens.size()) - 1);
+  // A prompt that differs after BOS reuses only BOS.
+  const std::vector<int32_t> d = encode_prompt(*ref, "Cold rain fell on the town");
+  ASSERT_EQ(d[0], a[0]);
+  json other = complete(d);
+  EXPECT_EQ(other["choices"][0]["text"], referee_generate(*ref, d, 8).text);
+  EXPECT_EQ(cached(other), 1);
+}
+
 // ---- 2. continuous batching ---------------------------------------------------------------------
 
 TEST_F(Serve, ConcurrentRequestsOnThreeSlotsEqualSequentialGenerate) {
@@ -357,7 +398,9 @@ TEST_F(Serve, StreamedChatEqualsNonStreamedAndReferee) {
   EXPECT_EQ(chunks.front()["choices"][0]["delta"]["role"], "assistant");
   const json& usage_chunk = chunks.back();
   EXPECT_TRUE(usage_chunk["choices"].is_array() && usage_chunk["choices"].empty()) << usage_chunk.dump();
-  EXPECT_EQ(usage_chunk["usage"], plain.body["usage"]);
+  // The same counts (the streamed request found the prompt cached: only the details differ).
+  for (const char* k : {"prompt_tokens", "completion_tokens", "total_tokens"})
+    EXPECT_EQ(usage_chunk["usage"][k], plain.body["usage"][k]) << k;
   const json& finish_chunk = chunks[chunks.size() - 2];
   EXPECT_EQ(finish_chunk["choices"][0]["finish_reason"], plain.body["choices"][0]["finish_reason"]);
   EXPECT_FALSE(finish_chunk["choices"][0]["finish_reason"].is_null());

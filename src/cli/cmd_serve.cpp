@@ -29,6 +29,7 @@ struct ServeFlags {
   size_t max_body = 8 << 20;
   std::string chat_template;
   double grace_s = 5;
+  bool no_prompt_cache = false;
   RuntimeFlags rt;
   // Pairs.
   std::string strategy = "speculative";
@@ -95,6 +96,7 @@ void run_serve(const ServeFlags& f) {
     bo.queue = f.queue;
     bo.prefill_chunk = f.prefill_chunk;
     bo.threads = threads;
+    bo.prompt_cache = !f.no_prompt_cache;
     ServedModel sm;
     sm.name = name;
     sm.chat = serve_chat_template(*model, f.chat_template, sm.chat_error);
@@ -169,6 +171,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--prefill-chunk", f->prefill_chunk, "prompt tokens fed per decoding step (bounds how long new prompts delay running streams)")->capture_default_str();
   cmd->add_option("--timeout", f->timeout_s, "per-request time limit in seconds (finish_reason \"time_limit\")")->capture_default_str();
   cmd->add_option("--max-body", f->max_body, "largest request body in bytes (413 beyond)")->capture_default_str();
+  cmd->add_flag("--no-prompt-cache", f->no_prompt_cache, "prefill every prompt in full (by default a slot's cached prefix is reused)");
   cmd->add_option("--chat-template", f->chat_template, "chat template family for every model (overrides the models' own)");
   cmd->add_option("--shutdown-grace", f->grace_s, "on SIGTERM, seconds running requests may finish before they are cancelled")->capture_default_str();
   cmd->add_option("--draft-max", f->draft_max, "speculative pairs: tokens drafted per round")->capture_default_str();

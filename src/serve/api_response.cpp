@@ -12,6 +12,7 @@ std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error
 json usage_json(const TokenCounts& c, const std::string& pair_kind) {
   json u = {{"prompt_tokens", c.prompt}, {"completion_tokens", c.completion},
             {"total_tokens", c.prompt + c.completion}};
+  if (c.cached > 0) u["prompt_tokens_details"] = {{"cached_tokens", c.cached}};
   // Non-standard: for a pair, how many of the completion tokens each model decided.
   if (!pair_kind.empty()) u["slm"] = {{"strategy", pair_kind}, {"small_tokens", c.small}, {"large_tokens", c.large}};
   return u;

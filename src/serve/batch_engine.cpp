@@ -24,6 +24,7 @@ struct BatchEngine::Slot {
   std::unique_ptr<TokenEmitter> emitter;
   std::vector<int32_t> history;        // prompt + generated tokens (the penalties' window)
   int64_t fed = 0;                     // prompt tokens fed so far
+  int64_t cached = 0;                  // of which taken from the previous sequence's cache
   int32_t next = -1;                   // sampled token to feed at the next step; -1: prefilling
   std::vector<float> logits;           // [n_vocab]
   std::vector<float> hidden;           // [prefill_chunk, dim]: embeddings' hidden states
@@ -110,16 +111,30 @@ void BatchEngine::shutdown(std::chrono::milliseconds grace) {
   worker_.join();
 }
 
+int64_t BatchEngine::common_prefix(const Slot& s, const std::vector<int32_t>& prompt) {
+  const int64_t held = std::min<int64_t>(s.kv.size(), static_cast<int64_t>(s.history.size()));
+  const int64_t n = std::min<int64_t>(held, static_cast<int64_t>(prompt.size()));
+  int64_t i = 0;
+  while (i < n && s.history[static_cast<size_t>(i)] == prompt[static_cast<size_t>(i)]) ++i;
+  return i;
+}
+
 void BatchEngine::admit(Slot& s, Pending p) {
   s.busy = true;
   s.admitted = ++admissions_;
   s.state = std::move(p.state);
   s.job = std::move(p.job);
-  s.kv.clear();
+  // Prompt caching: the slot's cache still holds its previous sequence; the positions that
+  // sequence shares with this prompt are kept, and prefill starts after them. At least one
+  // prompt token is fed again, for its logits. Embeddings need every position's hidden state.
+  const int64_t reuse = s.job.embedding || !opt_.prompt_cache ? 0 : std::min<int64_t>(common_prefix(s, s.job.prompt),
+                                                                 static_cast<int64_t>(s.job.prompt.size()) - 1);
+  s.kv.truncate(std::max<int64_t>(reuse, 0));
+  s.cached = s.kv.size();
   s.result = GenerateResult{};
   s.result.prompt_tokens = static_cast<int64_t>(s.job.prompt.size());
   s.history = s.job.prompt;
-  s.fed = 0;
+  s.fed = s.kv.size();
   s.next = -1;
   s.sampler.reset();
   s.emitter.reset();
@@ -155,6 +170,7 @@ void BatchEngine::release(Slot& s, const std::string& reason) {
   TokenCounts counts;
   counts.prompt = static_cast<int64_t>(s.job.prompt.size());
   counts.completion = static_cast<int64_t>(s.result.tokens.size());
+  counts.cached = s.cached;
   if (metrics_) metrics_->tokens(name_, counts.prompt, counts.completion);
   // "eog": the model ended its answer, which the API calls "stop".
   finish_and_free(s, [&](RequestState& st) { st.finish(reason == "eog" ? "stop" : reason, counts); });
@@ -166,8 +182,7 @@ void BatchEngine::finish_and_free(Slot& s, const std::function<void(RequestState
   std::shared_ptr<RequestState> state = std::move(s.state);
   s.emitter.reset();
   s.sampler.reset();
-  s.busy = false;
-  s.kv.clear();
+  s.busy = false;  // the cache stays: the next prompt may share a prefix with it
   {
     std::lock_guard lock(mu_);
     --active_;
@@ -229,14 +244,21 @@ void BatchEngine::run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stop_ || active_ > 0 || !queue_.empty(); });
       if (stop_) break;
-      for (auto& s : slots_) {
-        if (queue_.empty()) break;
-        if (s->busy) continue;
+      while (!queue_.empty()) {
+        // The free slot whose cached sequence shares the longest prefix with the prompt.
+        Slot* best = nullptr;
+        int64_t best_len = -1;
+        for (auto& s : slots_) {
+          if (s->busy) continue;
+          const int64_t len = common_prefix(*s, queue_.front().job.prompt);
+          if (len > best_len) best = s.get(), best_len = len;
+        }
+        if (!best) break;
         Pending p = std::move(queue_.front());
         queue_.pop_front();
         ++active_;
         lock.unlock();
-        admit(*s, std::move(p));
+        admit(*best, std::move(p));
         lock.lock();
       }
     }

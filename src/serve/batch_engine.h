@@ -3,7 +3,9 @@
 // of waiting prompts through one Transformer::forward_batch call. A request joins at the next
 // step after a slot frees up and leaves the moment it finishes; long prompts are split over
 // several steps (prefill_chunk tokens per step in all), so a new prompt delays the running
-// streams by at most one chunk's worth of work per token instead of stalling them.
+// streams by at most one chunk's worth of work per token instead of stalling them. A finished
+// slot keeps its cache: a prompt that starts like a slot's previous sequence (the next turn of a
+// chat, a shared system prompt) goes to that slot and is prefilled only from where they differ.
 #pragma once
 
 #include <atomic>
@@ -31,6 +33,7 @@ struct BatchEngineOptions {
   int64_t queue = 64;            // requests waiting for a slot before submit() answers 429
   int64_t prefill_chunk = 128;   // prompt tokens fed per step, over all slots, >= 1
   int threads = 1;               // compute threads of this engine's pool
+  bool prompt_cache = true;      // reuse a slot's cached prefix (see the header comment)
 };
 
 class BatchEngine : public Engine {
@@ -56,6 +59,8 @@ class BatchEngine : public Engine {
   };
 
   void run();
+  // Positions of the slot's cache that hold the same tokens as the start of prompt.
+  static int64_t common_prefix(const Slot& slot, const std::vector<int32_t>& prompt);
   void admit(Slot& slot, Pending p);
   // Ends the slot's request and frees it.
   void release(Slot& slot, const std::string& reason);

@@ -23,6 +23,7 @@ struct TokenCounts {
   int64_t completion = 0;
   int64_t small = 0;  // pairs only: tokens decided by the small model
   int64_t large = 0;  // pairs only: tokens decided by the large model
+  int64_t cached = 0; // prompt tokens whose keys/values came from a slot's earlier sequence
 };
 
 class RequestState {
