@@ -1,6 +1,10 @@
 #include "serve/server.h"
 
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -61,6 +65,32 @@ uint64_t random_seed() {
 }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// cpp-httplib 0.11 listens with a backlog of 5, compiled into Debian's library: a burst of
+// clients connecting at once (each streaming request opens one) overflows it, and the kernel
+// then drops handshakes, which clients see as a 1-3 s connect delay or a reset. Calling listen()
+// again on the bound socket raises the backlog; the socket is found by its port.
+void raise_listen_backlog(int port) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return;
+  while (dirent* e = readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2) continue;
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
+  closedir(dir);
+}
 
 }  // namespace
 
@@ -423,6 +453,12 @@ Server::Server(ServerOptions options, std::vector<ServedModel> models, ServerMet
                                             : static_cast<int>(std::min<int64_t>(1024, 16 + capacity * 8));
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http.set_payload_max_length(opt_.max_body_bytes);
+  // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, with which a second server
+  // started on the same port binds silently and takes half of the connections.
+  http.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   http.set_tcp_nodelay(true);  // streamed tokens go out at once, not after Nagle's delay
   http.set_keep_alive_max_count(100000);
   http.set_keep_alive_timeout(30);
@@ -479,6 +515,7 @@ int Server::bind() {
                   " (address in use, or not an address of this machine)");
     port_ = opt_.port;
   }
+  raise_listen_backlog(port_);
   return port_;
 }
 
