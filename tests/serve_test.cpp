@@ -32,10 +32,12 @@
 #include <functional>
 #include <memory>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "generate/generator.h"
 #include "generate/sampler.h"
@@ -298,6 +300,34 @@ TEST_F(Serve, PromptCachingReusesTheSlotsPrefix) {
   json other = complete(d);
   EXPECT_EQ(other["choices"][0]["text"], referee_generate(*ref, d, 8).text);
   EXPECT_EQ(cached(other), 1);
+}
+
+// A second server on a port in use is refused (the library's default SO_REUSEPORT would let it
+// bind and take half of the connections), and the listen backlog is raised above the library's 5.
+TEST_F(Serve, PortInUseIsRefusedAndBacklogIsLarge) {
+  start(engine_options(1));
+  ServerOptions so;
+  so.port = server->port;
+  std::vector<ServedModel> models;
+  models.push_back(single("m", kDefault, engine_options(1), metrics.get()));
+  Server second(so, std::move(models), *metrics);
+  EXPECT_THROW(second.bind(), slm::Error);
+  // /proc/net/tcp lists the listening socket (state 0A); its backlog is not exposed there, so
+  // check it through ss's view of the same kernel data when available.
+  const std::string cmd = "ss -ltnH 'sport = :" + std::to_string(server->port) + "' 2>/dev/null";
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char line[512] = {0};
+    const bool got = fgets(line, sizeof line, p) != nullptr;
+    pclose(p);
+    if (got) {
+      std::istringstream in(line);
+      std::string state;
+      long recv_q = 0, send_q = 0;
+      in >> state >> recv_q >> send_q;  // for a listening socket Send-Q is the backlog
+      EXPECT_EQ(state, "LISTEN");
+      EXPECT_GT(send_q, 5) << line;
+    }
+  }
 }
 
 // ---- 2. continuous batching ---------------------------------------------------------------------
