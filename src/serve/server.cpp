@@ -462,7 +462,7 @@ Server::Server(ServerOptions options, std::vector<ServedModel> models, ServerMet
   http.set_tcp_nodelay(true);  // streamed tokens go out at once, not after Nagle's delay
   http.set_keep_alive_max_count(100000);
   http.set_keep_alive_timeout(30);
-  http.set_read_timeout(30);
+  http.set_read_timeout(10);  // per read: a client that stops sending mid-request frees its thread
   http.set_write_timeout(30);
 
   const std::string key = opt_.api_key;
