@@ -54,17 +54,8 @@ BatchEngine::BatchEngine(std::string name, std::unique_ptr<Model> model,
 BatchEngine::~BatchEngine() { shutdown(std::chrono::milliseconds(0)); }
 
 std::shared_ptr<RequestState> BatchEngine::submit(GenerationJob job) {
+  if (auto refused = refuse_prompt(job, context_)) return refused;
   auto state = std::make_shared<RequestState>();
-  if (job.prompt.empty()) {
-    state->fail(400, "the prompt is empty");
-    return state;
-  }
-  if (static_cast<int64_t>(job.prompt.size()) >= context_) {
-    state->fail(400, "the prompt has " + std::to_string(job.prompt.size()) +
-                         " tokens; this model's context holds " + std::to_string(context_) +
-                         " positions per request, prompt and completion together");
-    return state;
-  }
   {
     std::lock_guard lock(mu_);
     if (!accepting_) throw EngineBusy{503, "the server is shutting down", 1};

@@ -36,6 +36,20 @@ struct EngineLoad {
   int64_t slots = 0;
 };
 
+// The checks every engine's submit() makes before queueing: a non-empty prompt that leaves room
+// for at least one generated token. Returns a state already failed with a 400, or nullptr.
+inline std::shared_ptr<RequestState> refuse_prompt(const GenerationJob& job, int64_t context) {
+  std::string why;
+  if (job.prompt.empty()) why = "the prompt is empty";
+  else if (static_cast<int64_t>(job.prompt.size()) >= context)
+    why = "the prompt has " + std::to_string(job.prompt.size()) + " tokens; the context holds " +
+          std::to_string(context) + " positions per request, prompt and completion together";
+  if (why.empty()) return nullptr;
+  auto state = std::make_shared<RequestState>();
+  state->fail(400, why);
+  return state;
+}
+
 class Engine {
  public:
   virtual ~Engine() = default;

@@ -62,16 +62,8 @@ PairEngine::PairEngine(std::string name, std::unique_ptr<Model> small, std::uniq
 PairEngine::~PairEngine() { shutdown(std::chrono::milliseconds(0)); }
 
 std::shared_ptr<RequestState> PairEngine::submit(GenerationJob job) {
+  if (auto refused = refuse_prompt(job, context_)) return refused;
   auto state = std::make_shared<RequestState>();
-  if (job.prompt.empty()) {
-    state->fail(400, "the prompt is empty");
-    return state;
-  }
-  if (static_cast<int64_t>(job.prompt.size()) >= context_) {
-    state->fail(400, "the prompt has " + std::to_string(job.prompt.size()) +
-                         " tokens; this pair's context holds " + std::to_string(context_) + " positions");
-    return state;
-  }
   {
     std::lock_guard lock(mu_);
     if (!accepting_) throw EngineBusy{503, "the server is shutting down", 1};
