@@ -1,6 +1,6 @@
 // matmul micro-benchmarks: every weight type, the shapes of small models' layers
 // ([32000 x 288] output, [768 x 288] / [288 x 768] FFN of a dim-288 model, [4864 x 896] Qwen2-0.5B
-// FFN, [2048 x 768] / [768 x 2048] FFN of a dim-768 model, [32000 x 768] its output: bigger than L3), decode (m = 1) and prefill (m = 128), 1 and 2 threads.
+// FFN, [2048 x 768] / [768 x 2048] FFN of a dim-768 model, [32000 x 768] its output: bigger than L3), decode (m = 1), batched decode and speculative verification (m = 2, 4, 8) and prefill (m = 128), 1 and 2 threads.
 // Reports weight bandwidth (W_GB/s: weight bytes read per second, the decode figure of merit) and
 // GFLOP/s (2 * m * rows * cols per second, the prefill one).
 // Run: build/bench/matmul_bench [--benchmark_filter=q4_0/32000] ; SLM_FORCE_SCALAR=1 for the
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/matmul.h"
+#include "core/matmul_kernels.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
 
@@ -65,8 +66,9 @@ ThreadPool& pool(int threads) {
   return threads == 1 ? p1 : p2;
 }
 
-void bench_matmul(benchmark::State& state, DType t, Shape s, int64_t m, int threads) {
+void bench_matmul(benchmark::State& state, DType t, Shape s, int64_t m, int threads, bool interleaved) {
   const Matrix& w = matrix(t, s);
+  const bool prev = set_use_interleaved(interleaved);
   std::vector<float> x(static_cast<size_t>(m * w.view.cols)), y(static_cast<size_t>(m * w.view.rows));
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -82,20 +84,24 @@ void bench_matmul(benchmark::State& state, DType t, Shape s, int64_t m, int thre
                                                 benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
       iters * 2.0 * static_cast<double>(m * w.view.rows * w.view.cols) / 1e9, benchmark::Counter::kIsRate);
+  set_use_interleaved(prev);
 }
 
 const bool registered = [] {
-  for (int64_t m : {1, 128})
+  for (int64_t m : {1, 2, 4, 8, 128})
     for (DType t : kTypes)
       for (Shape s : kShapes)
-        for (int threads : {1, 2}) {
-          const std::string name = "matmul/" + std::string(dtype_name(t)) + "/" + std::to_string(s.rows) + "x" +
-                                   std::to_string(cols_for(t, s.cols)) + "/m" + std::to_string(m) + "/t" +
-                                   std::to_string(threads);
-          benchmark::RegisterBenchmark(name.c_str(), bench_matmul, t, s, m, threads)
-              ->Unit(benchmark::kMicrosecond)
-              ->UseRealTime();
-        }
+        for (int threads : {1, 2})
+          // "/blockwise": the same product with the row-interleaved kernels switched off (A/B).
+          for (bool interleaved : {true, false}) {
+            if (!interleaved && (m == 1 || !interleaved_vnni_supports(t))) continue;
+            const std::string name = "matmul/" + std::string(dtype_name(t)) + "/" + std::to_string(s.rows) + "x" +
+                                     std::to_string(cols_for(t, s.cols)) + "/m" + std::to_string(m) + "/t" +
+                                     std::to_string(threads) + (interleaved ? "" : "/blockwise");
+            benchmark::RegisterBenchmark(name.c_str(), bench_matmul, t, s, m, threads, interleaved)
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime();
+          }
   return true;
 }();
 

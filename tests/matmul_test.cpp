@@ -271,6 +271,74 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
   set_use_avx512f(prev_f);
 }
 
+// The row-interleaved VNNI kernels (legacy quants, m >= 2) agree with the block-per-lane ones and
+// with the reference on the same quantized activations: 16-row groups with leftover rows on both
+// sides of a thread split (53 rows), every pass width 2..8 plus a second pass (m up to 17), an odd
+// block count, 1 and 2 threads.
+TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
+  const DType t = GetParam();
+  if (!interleaved_vnni_supports(t)) GTEST_SKIP() << "no interleaved kernel for this type";
+  const bool prev = set_use_avx2(true);
+  const bool prev_vnni = set_use_avx512_vnni(true);
+  if (!use_avx2() || !use_avx512_vnni()) {
+    set_use_avx2(prev);
+    set_use_avx512_vnni(prev_vnni);
+    GTEST_SKIP() << "no AVX-512 VNNI kernels";
+  }
+  const Weights w = make_weights(t, 53, 288, 300);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (int64_t m = 2; m <= 17; ++m) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(t) << " m=" << m << " threads=" << threads);
+      const auto x = make_input(m, 288, static_cast<uint32_t>(m));
+      std::vector<float> yi(static_cast<size_t>(m * 53), std::nanf("")), yb(yi.size(), std::nanf("")),
+          ref(yi.size());
+      ASSERT_TRUE(use_interleaved());
+      matmul(pool, w.view, x.data(), m, yi.data());
+      set_use_interleaved(false);
+      matmul(pool, w.view, x.data(), m, yb.data());
+      set_use_interleaved(true);
+      std::vector<float> xq(x.size());
+      for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * 288, 288, xq.data() + i * 288);
+      matmul_reference(w.view, xq.data(), m, ref.data());
+      std::vector<double> abs_wx, act_bound;
+      magnitudes(w.view, x, xq, m, abs_wx, act_bound);
+      for (size_t k = 0; k < yi.size(); ++k) {
+        ASSERT_NEAR(yi[k], yb[k], 2e-5 * abs_wx[k]) << "output " << k;
+        ASSERT_NEAR(yi[k], ref[k], 1e-5 * abs_wx[k]) << "output " << k;
+      }
+    }
+  }
+  set_use_avx2(prev);
+  set_use_avx512_vnni(prev_vnni);
+}
+
+// Q8_0 levels span the whole int8 range in a file (-128 included, which quantize_row never
+// writes): the interleaved kernel's sign flip (q + 128 as an unsigned byte) and the scalar
+// kernel agree exactly on integer data. Hand-built blocks: d = 1, every level -128 or 127.
+TEST(Matmul, Q8_0ExtremeLevels) {
+  const int64_t rows = 32, cols = 64, m = 3;
+  std::vector<BlockQ8_0> blocks(static_cast<size_t>(rows * cols / 32));
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    blocks[b].d = 0x3C00;  // 1.0
+    for (int k = 0; k < 32; ++k) blocks[b].qs[k] = static_cast<int8_t>((b + k) % 3 == 0 ? -128 : 127);
+  }
+  const WeightView w{DType::Q8_0, blocks.data(), rows, cols};
+  // x: integers in [-127, 127] with max |x| = 127 per block, so activations quantize exactly.
+  std::vector<float> x(static_cast<size_t>(m * cols));
+  for (size_t k = 0; k < x.size(); ++k) x[k] = k % 32 == 0 ? 127.0f : static_cast<float>(static_cast<int>(k * 37 % 255) - 127);
+  std::vector<float> ref(static_cast<size_t>(m * rows)), y(ref.size());
+  matmul_reference(w, x.data(), m, ref.data());
+  ThreadPool pool(2);
+  for (bool avx2 : {false, true}) {
+    const bool prev = set_use_avx2(avx2);
+    std::fill(y.begin(), y.end(), std::nanf(""));
+    matmul(pool, w, x.data(), m, y.data());
+    for (size_t k = 0; k < y.size(); ++k) ASSERT_EQ(y[k], ref[k]) << (avx2 ? "avx2 " : "scalar ") << k;
+    set_use_avx2(prev);
+  }
+}
+
 // The two kernel families agree within float rounding on the same quantized activations.
 TEST_P(MatmulTypes, ScalarMatchesAvx2) {
   const DType t = GetParam();

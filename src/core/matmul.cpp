@@ -3,6 +3,8 @@
 #include "core/matmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -32,7 +34,15 @@ void quantize_act(ActKind k, const float* x, int64_t n, void* dst) {
   quantize_act_scalar(k, x, n, dst);
 }
 
+std::atomic<bool>& interleaved_flag() {
+  static std::atomic<bool> on{std::getenv("SLM_NO_INTERLEAVED") == nullptr};
+  return on;
+}
+
 }  // namespace
+
+bool use_interleaved() { return interleaved_flag().load(std::memory_order_relaxed); }
+bool set_use_interleaved(bool on) { return interleaved_flag().exchange(on); }
 
 ActKind activation_kind(DType t) {
   switch (t) {
