@@ -94,7 +94,7 @@ const bool registered = [] {
         for (int threads : {1, 2})
           // "/blockwise": the same product with the row-interleaved kernels switched off (A/B).
           for (bool interleaved : {true, false}) {
-            if (!interleaved && (m == 1 || !interleaved_vnni_supports(t))) continue;
+            if (!interleaved && !interleaved_vnni_supports(t)) continue;
             const std::string name = "matmul/" + std::string(dtype_name(t)) + "/" + std::to_string(s.rows) + "x" +
                                      std::to_string(cols_for(t, s.cols)) + "/m" + std::to_string(m) + "/t" +
                                      std::to_string(threads) + (interleaved ? "" : "/blockwise");

@@ -271,10 +271,10 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
   set_use_avx512f(prev_f);
 }
 
-// The row-interleaved VNNI kernels (legacy quants, m >= 2) agree with the block-per-lane ones and
-// with the reference on the same quantized activations: 16-row groups with leftover rows on both
-// sides of a thread split (53 rows), every pass width 2..8 plus a second pass (m up to 17), an odd
-// block count, 1 and 2 threads.
+// The row-interleaved VNNI kernels (legacy quants) agree with the block-per-lane ones and with the
+// reference on the same quantized activations: 16-row groups and 5 leftover rows (53 rows), decode
+// (m = 1), every pass width 2..8 plus a second pass (m up to 17), an odd block count, 1 and 2
+// threads.
 TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
   const DType t = GetParam();
   if (!interleaved_vnni_supports(t)) GTEST_SKIP() << "no interleaved kernel for this type";
@@ -288,7 +288,7 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
   const Weights w = make_weights(t, 53, 288, 300);
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
-    for (int64_t m = 2; m <= 17; ++m) {
+    for (int64_t m = 1; m <= 17; ++m) {
       SCOPED_TRACE(::testing::Message() << dtype_name(t) << " m=" << m << " threads=" << threads);
       const auto x = make_input(m, 288, static_cast<uint32_t>(m));
       std::vector<float> yi(static_cast<size_t>(m * 53), std::nanf("")), yb(yi.size(), std::nanf("")),
@@ -306,6 +306,42 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
       for (size_t k = 0; k < yi.size(); ++k) {
         ASSERT_NEAR(yi[k], yb[k], 2e-5 * abs_wx[k]) << "output " << k;
         ASSERT_NEAR(yi[k], ref[k], 1e-5 * abs_wx[k]) << "output " << k;
+      }
+    }
+  }
+  set_use_avx2(prev);
+  set_use_avx512_vnni(prev_vnni);
+}
+
+// With the interleaved kernels, a product of m rows gives each row exactly (bit for bit) what the
+// decode (m = 1) gives it, for rows a multiple of 16 and 1 or 2 threads: speculative decoding
+// verifies drafted tokens in one forward and the server batches sequences, and both must pick
+// the tokens plain decoding picks. Referee: the m = 1 product of each row on its own.
+TEST_P(MatmulTypes, InterleavedRowsEqualDecodeBitwise) {
+  const DType t = GetParam();
+  if (!interleaved_vnni_supports(t)) GTEST_SKIP() << "no interleaved kernel for this type";
+  const bool prev = set_use_avx2(true);
+  const bool prev_vnni = set_use_avx512_vnni(true);
+  if (!use_avx2() || !use_avx512_vnni()) {
+    set_use_avx2(prev);
+    set_use_avx512_vnni(prev_vnni);
+    GTEST_SKIP() << "no AVX-512 VNNI kernels";
+  }
+  uint32_t seed = 500;
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (const Shape& s : {Shape{64, 288}, Shape{16, 1024}, Shape{1040, 64}}) {
+      const Weights w = make_weights(t, s.rows, s.cols, seed++);
+      for (int64_t m : {2, 3, 8, 9, 13}) {
+        SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols << " m=" << m
+                                          << " threads=" << threads);
+        const auto x = make_input(m, s.cols, seed++);
+        std::vector<float> y(static_cast<size_t>(m * s.rows)), one(static_cast<size_t>(s.rows));
+        matmul(pool, w.view, x.data(), m, y.data());
+        for (int64_t i = 0; i < m; ++i) {
+          matmul(pool, w.view, x.data() + i * s.cols, 1, one.data());
+          for (int64_t r = 0; r < s.rows; ++r) ASSERT_EQ(y[i * s.rows + r], one[r]) << "row " << i << " out " << r;
+        }
       }
     }
   }

@@ -1,16 +1,21 @@
-// Legacy quants (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) times several activation rows (prefill, batched
-// decode, speculative verification) with AVX-512 VNNI, output rows across the vector lanes.
+// Legacy quants (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) times activation rows with AVX-512 VNNI, output
+// rows across the vector lanes.
 //
 // The block-per-lane kernels in matmul_avx2.cpp put the 32 values of a block across the lanes, so
 // every (weight row, activation row, block) ends in its own int -> float conversion and scaled
-// FMA: three float instructions per vpdpbusd. Here 16 weight rows are first repacked (once per
-// call, into a buffer that stays in L1/L2; 16-byte loads and an in-register transpose) so that 32-bit lane r of vector g holds levels
-// 4g..4g+3 of row r as unsigned bytes. One vpdpbusd with four activation bytes broadcast then
-// advances 16 rows at once, a block's 8 of them sum exactly in integers, and the float work is one
-// conversion and one FMA per block for 16 outputs. Per activation row and block that is 8 vpdpbusd
-// plus 3 float instructions for 512 products, against 32 instructions in the block-per-lane 4 x 4
-// tile. The repacking costs about as much as the products of a few activation rows, so the
-// dispatcher uses this only from kInterleavedMinRows rows on.
+// FMA: three float instructions per vpdpbusd, and a horizontal sum per output. Here 16 weight rows
+// are read together (16-byte loads and an in-register 4 x 4 dword transpose) so that 32-bit lane
+// r of vector g holds levels 4g..4g+3 of row r as unsigned bytes. One vpdpbusd with four
+// activation bytes broadcast then advances 16 rows at once, a block's 8 of them sum exactly in
+// integers, and the float work is one conversion and one FMA per block for 16 outputs: per
+// activation row and block 8 vpdpbusd plus 3 float instructions for 512 products, against 32
+// instructions in the block-per-lane 4 x 4 tile.
+// - Several activation rows (prefill, batched decode, speculative verification): the 16 rows are
+//   repacked once into a buffer that stays in L1/L2, then every activation row runs over it.
+// - One activation row (decode): the same arithmetic straight from the registers.
+// Both give each output bit for bit the same value (same integer sums, same float operations in
+// the same order), whatever m, the pass width or the thread split: a row decoded alone and the
+// same row in a batch agree exactly, as speculative decoding and the server need.
 //
 // Level offsets: Q4_0 levels are q - 8, Q5_0 q - 16, Q8_0 (stored signed) is made unsigned by
 // flipping the sign bit (q + 128); the integer sum starts at -offset * sum(x), so the loop never
@@ -19,6 +24,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/matmul_kernels.h"
@@ -44,22 +50,18 @@ struct alignas(64) Packed16 {
 };
 
 // Where the fields of one block are, and how its levels become unsigned bytes.
-struct BlockLayout {
-  size_t bytes;
-  int d_off, m_off, qh_off, qs_off;  // -1: the type has no such field
-  int offset;                        // level = byte - offset
-  bool q8;                           // 32 signed bytes (Q8_0) instead of nibbles
+template <class B, int DOff, int MOff, int QhOff, int QsOff, int Offset>
+struct Layout {
+  static constexpr size_t kBytes = sizeof(B);
+  static constexpr int kD = DOff, kM = MOff, kQh = QhOff, kQs = QsOff;  // -1: no such field
+  static constexpr int kOffset = Offset;                                  // level = byte - offset
+  static constexpr bool kQ8 = std::is_same_v<B, BlockQ8_0>;  // 32 signed bytes instead of nibbles
 };
-
-BlockLayout layout_of(DType t) {
-  switch (t) {
-    case DType::Q4_0: return {sizeof(BlockQ4_0), 0, -1, -1, 2, 8, false};
-    case DType::Q4_1: return {sizeof(BlockQ4_1), 0, 2, -1, 4, 0, false};
-    case DType::Q5_0: return {sizeof(BlockQ5_0), 0, -1, 2, 6, 16, false};
-    case DType::Q5_1: return {sizeof(BlockQ5_1), 0, 2, 4, 8, 0, false};
-    default: return {sizeof(BlockQ8_0), 0, -1, -1, 2, 128, true};
-  }
-}
+using LayoutQ4_0 = Layout<BlockQ4_0, 0, -1, -1, 2, 8>;
+using LayoutQ4_1 = Layout<BlockQ4_1, 0, 2, -1, 4, 0>;
+using LayoutQ5_0 = Layout<BlockQ5_0, 0, -1, 2, 6, 16>;
+using LayoutQ5_1 = Layout<BlockQ5_1, 0, 2, 4, 8, 0>;
+using LayoutQ8_0 = Layout<BlockQ8_0, 0, -1, -1, 2, 128>;
 
 // Bits 0..3 of each 32-bit lane to bit 4 of its bytes 0..3 (the fifth bit of four Q5 levels):
 // t * 0x00204081 places bit k at bit 8k (the four shifted copies do not overlap, so no carries).
@@ -70,13 +72,22 @@ SLM_VNNI inline __m512i spread_high_bits(__m512i h) {
                            4);
 }
 
-// 32-bit gathers from the 16 rows (scales, mins, qh: one field per row, so a gather is the
-// cheapest way); every gathered dword lies inside its block (each such field is followed by at
-// least two more bytes of the block).
-SLM_VNNI inline __m512i gather16(__m512i idx, const unsigned char* p) { return _mm512_i32gather_epi32(idx, p, 1); }
+// One small field (scale, min: 2 bytes; qh: 4 bytes) of the 16 rows, lane r = row r. Scalar loads
+// through a stack array: a 16-lane gather cost a third of the repacking.
+template <class T>
+SLM_VNNI inline __m512i field16(const unsigned char* p, size_t stride) {
+  alignas(64) T v[kRows];
+  #pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) std::memcpy(&v[r], p + r * stride, sizeof(T));
+  if constexpr (sizeof(T) == 2) return _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
+  else return _mm512_load_si512(v);
+}
 
-SLM_VNNI inline __m512 halves16(__m512i idx, const unsigned char* p) {
-  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather16(idx, p)));
+SLM_VNNI inline __m512 halves16(const unsigned char* p, size_t stride) {
+  alignas(32) uint16_t v[kRows];
+  #pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) std::memcpy(&v[r], p + r * stride, 2);
+  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
 }
 
 // 16 bytes from each of the 16 rows (at p + r * stride) as four vectors: dword g of row r in lane r
@@ -100,48 +111,82 @@ SLM_VNNI inline void transpose16x4(const unsigned char* p, size_t stride, __m512
   out[3] = _mm512_unpackhi_epi64(t2, t3);
 }
 
-SLM_VNNI void pack16(const BlockLayout& L, const unsigned char* row0, size_t stride, int64_t nb, Packed16* out) {
-  const __m512i idx =
-      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32(static_cast<int>(stride)));
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  for (int64_t j = 0; j < nb; ++j) {
-    const unsigned char* b = row0 + static_cast<size_t>(j) * L.bytes;
-    Packed16& p = out[j];
-    // The 16 rows are one contiguous region read as 16 interleaved streams, which the hardware
-    // prefetcher follows late (a matrix larger than the caches was read at 11 instead of 15 GB/s):
-    // fetch the next 16 rows meanwhile, 16 * L.bytes bytes per block. Prefetches never fault, so
-    // the region after the last rows needs no check.
-    const unsigned char* next = row0 + kRows * stride + static_cast<size_t>(j) * kRows * L.bytes;
-    for (size_t off = 0; off < kRows * L.bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
-    _mm512_store_ps(p.d, halves16(idx, b + L.d_off));
-    if (L.m_off >= 0) _mm512_store_ps(p.m, halves16(idx, b + L.m_off));
-    __m512i q[4];
-    transpose16x4(b + L.qs_off, stride, q);
-    if (L.q8) {
-      const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-      __m512i q2[4];
-      transpose16x4(b + L.qs_off + 16, stride, q2);
-      #pragma GCC unroll 4
-      for (int g = 0; g < 4; ++g) {
-        _mm512_store_si512(p.lv[g], _mm512_xor_si512(q[g], flip));
-        _mm512_store_si512(p.lv[g + 4], _mm512_xor_si512(q2[g], flip));
-      }
-      continue;
-    }
+// The 16 rows' block j (at b, rows stride apart) as unsigned levels lv[8], scales d and mins m.
+template <class L>
+SLM_VNNI inline void unpack16(const unsigned char* b, size_t stride, __m512i lv[8], __m512& d, __m512& m) {
+  d = halves16(b + L::kD, stride);
+  if constexpr (L::kM >= 0) m = halves16(b + L::kM, stride);
+  transpose16x4(b + L::kQs, stride, lv);
+  if constexpr (L::kQ8) {
+    transpose16x4(b + L::kQs + 16, stride, lv + 4);
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    #pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) lv[g] = _mm512_xor_si512(lv[g], flip);
+  } else {
     // Nibbles: byte k of qs holds level k (low) and level k + 16 (high).
-    const __m512i qh = L.qh_off >= 0 ? gather16(idx, b + L.qh_off) : _mm512_setzero_si512();
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512i qh = _mm512_setzero_si512();
+    if constexpr (L::kQh >= 0) qh = field16<uint32_t>(b + L::kQh, stride);
     #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
-      __m512i lo = _mm512_and_si512(q[g], low4), hi = _mm512_and_si512(_mm512_srli_epi32(q[g], 4), low4);
-      if (L.qh_off >= 0) {
-        lo = _mm512_or_si512(lo, spread_high_bits(_mm512_srli_epi32(qh, 4 * g)));
-        hi = _mm512_or_si512(hi, spread_high_bits(_mm512_srli_epi32(qh, 16 + 4 * g)));
+      const __m512i q = lv[g];
+      lv[g] = _mm512_and_si512(q, low4);
+      lv[g + 4] = _mm512_and_si512(_mm512_srli_epi32(q, 4), low4);
+      if constexpr (L::kQh >= 0) {
+        lv[g] = _mm512_or_si512(lv[g], spread_high_bits(_mm512_srli_epi32(qh, 4 * g)));
+        lv[g + 4] = _mm512_or_si512(lv[g + 4], spread_high_bits(_mm512_srli_epi32(qh, 16 + 4 * g)));
       }
-      _mm512_store_si512(p.lv[g], lo);
-      _mm512_store_si512(p.lv[g + 4], hi);
     }
   }
+}
+
+// The 16 rows are one contiguous region read as 16 interleaved streams, which the hardware
+// prefetcher follows late (a matrix larger than the caches was read at 11 instead of 15 GB/s): at
+// block j, fetch block j's share of the next 16 rows (16 * kBytes bytes). Prefetches never fault,
+// so the region after the last rows needs no check.
+template <class L>
+inline void prefetch_next16(const unsigned char* row0, size_t stride, int64_t j) {
+  const unsigned char* next = row0 + kRows * stride + static_cast<size_t>(j) * kRows * L::kBytes;
+  #pragma GCC unroll 16
+  for (size_t off = 0; off < kRows * L::kBytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+}
+
+template <class L>
+SLM_VNNI void pack16(const unsigned char* row0, size_t stride, int64_t nb, Packed16* out) {
+  for (int64_t j = 0; j < nb; ++j) {
+    prefetch_next16<L>(row0, stride, j);
+    __m512i lv[8];
+    __m512 d, m = _mm512_setzero_ps();
+    unpack16<L>(row0 + static_cast<size_t>(j) * L::kBytes, stride, lv, d, m);
+    Packed16& p = out[j];
+    _mm512_store_ps(p.d, d);
+    if constexpr (L::kM >= 0) _mm512_store_ps(p.m, m);
+    #pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) _mm512_store_si512(p.lv[g], lv[g]);
+  }
+}
+
+// One activation row (decode): the same arithmetic as tile16<1> straight from the unpacked
+// registers, without the round trip through the buffer; y[r] for the 16 rows.
+template <class L>
+SLM_VNNI void decode16(const unsigned char* row0, size_t stride, int64_t nb, const ActQ8* x, float* y) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t j = 0; j < nb; ++j) {
+    prefetch_next16<L>(row0, stride, j);
+    __m512i lv[8];
+    __m512 d, m = _mm512_setzero_ps();
+    unpack16<L>(row0 + static_cast<size_t>(j) * L::kBytes, stride, lv, d, m);
+    __m512i s = _mm512_set1_epi32(-L::kOffset * x[j].sum);
+    #pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      int32_t four;
+      std::memcpy(&four, x[j].qs + 4 * g, 4);
+      s = _mm512_dpbusd_epi32(s, lv[g], _mm512_set1_epi32(four));
+    }
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x[j].d)), _mm512_cvtepi32_ps(s), acc);
+    if constexpr (L::kM >= 0) acc = _mm512_fmadd_ps(m, _mm512_set1_ps(x[j].s), acc);
+  }
+  _mm512_storeu_ps(y, acc);
 }
 
 // y[i * ldy + r] = dot(W[r], x[i]) for the 16 packed rows r and NX activation rows i.
@@ -210,27 +255,45 @@ bool interleaved_vnni_supports(DType t) {
   }
 }
 
-int64_t matmul_rows_interleaved_vnni(const MatmulTask& t, int64_t r0, int64_t r1) {
-  const BlockLayout L = layout_of(t.w.type);
+namespace {
+
+template <class L>
+int64_t rows_interleaved(const MatmulTask& t, int64_t r0, int64_t r1) {
   const int64_t nb = t.w.cols / kQK;
   const size_t stride = t.w.row_stride();
-  const bool with_min = L.m_off >= 0;
   const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
   const unsigned char* x = static_cast<const unsigned char*>(t.x);
   thread_local std::vector<Packed16> packed;
   if (packed.size() < static_cast<size_t>(nb)) packed.resize(static_cast<size_t>(nb));
   const int64_t end = r0 + (r1 - r0) / kRows * kRows;
+  if (t.m == 1) {
+    for (int64_t r = r0; r < end; r += kRows)
+      decode16<L>(base + static_cast<size_t>(r) * stride, stride, nb, reinterpret_cast<const ActQ8*>(x), t.y + r);
+    return end;
+  }
   for (int64_t r = r0; r < end; r += kRows) {
-    pack16(L, base + static_cast<size_t>(r) * stride, stride, nb, packed.data());
+    pack16<L>(base + static_cast<size_t>(r) * stride, stride, nb, packed.data());
     for (int64_t i = 0; i < t.m; i += kMaxX) {
       const int nx = static_cast<int>(std::min<int64_t>(kMaxX, t.m - i));
       const ActQ8* xr[kMaxX];
       for (int c = 0; c < nx; ++c) xr[c] = reinterpret_cast<const ActQ8*>(x + (i + c) * t.x_stride);
-      const TileFn fn = with_min ? tile_fn<true>(nx) : tile_fn<false>(nx);
-      fn(packed.data(), nb, xr, L.offset, t.y + i * t.w.rows + r, t.w.rows);
+      tile_fn<(L::kM >= 0)>(nx)(packed.data(), nb, xr, L::kOffset, t.y + i * t.w.rows + r, t.w.rows);
     }
   }
   return end;
+}
+
+}  // namespace
+
+int64_t matmul_rows_interleaved_vnni(const MatmulTask& t, int64_t r0, int64_t r1) {
+  switch (t.w.type) {
+    case DType::Q4_0: return rows_interleaved<LayoutQ4_0>(t, r0, r1);
+    case DType::Q4_1: return rows_interleaved<LayoutQ4_1>(t, r0, r1);
+    case DType::Q5_0: return rows_interleaved<LayoutQ5_0>(t, r0, r1);
+    case DType::Q5_1: return rows_interleaved<LayoutQ5_1>(t, r0, r1);
+    case DType::Q8_0: return rows_interleaved<LayoutQ8_0>(t, r0, r1);
+    default: return r0;  // not a type of these kernels: the caller does every row
+  }
 }
 
 }  // namespace slm
