@@ -271,7 +271,7 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
   set_use_avx512f(prev_f);
 }
 
-// The row-interleaved VNNI kernels (legacy quants) agree with the block-per-lane ones and with the
+// The row-interleaved VNNI kernels (legacy and K-quants) agree with the block-per-lane ones and with the
 // reference on the same quantized activations: 16-row groups and 5 leftover rows (53 rows), decode
 // (m = 1), every pass width 2..8 plus a second pass (m up to 17), an odd block count, 1 and 2
 // threads.
@@ -285,12 +285,14 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
     set_use_avx512_vnni(prev_vnni);
     GTEST_SKIP() << "no AVX-512 VNNI kernels";
   }
-  const Weights w = make_weights(t, 53, 288, 300);
+  // An odd block count for the legacy quants (9 blocks of 32), 3 super-blocks for K-quants.
+  const int64_t cols = dtype_info(t).block_size == 256 ? 768 : 288;
+  const Weights w = make_weights(t, 53, cols, 300);
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
     for (int64_t m = 1; m <= 17; ++m) {
       SCOPED_TRACE(::testing::Message() << dtype_name(t) << " m=" << m << " threads=" << threads);
-      const auto x = make_input(m, 288, static_cast<uint32_t>(m));
+      const auto x = make_input(m, cols, static_cast<uint32_t>(m));
       std::vector<float> yi(static_cast<size_t>(m * 53), std::nanf("")), yb(yi.size(), std::nanf("")),
           ref(yi.size());
       ASSERT_TRUE(use_interleaved());
@@ -299,7 +301,7 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
       matmul(pool, w.view, x.data(), m, yb.data());
       set_use_interleaved(true);
       std::vector<float> xq(x.size());
-      for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * 288, 288, xq.data() + i * 288);
+      for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * cols, cols, xq.data() + i * cols);
       matmul_reference(w.view, xq.data(), m, ref.data());
       std::vector<double> abs_wx, act_bound;
       magnitudes(w.view, x, xq, m, abs_wx, act_bound);
@@ -330,7 +332,8 @@ TEST_P(MatmulTypes, InterleavedRowsEqualDecodeBitwise) {
   uint32_t seed = 500;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
-    for (const Shape& s : {Shape{64, 288}, Shape{16, 1024}, Shape{1040, 64}}) {
+    const bool k = dtype_info(t).block_size == 256;
+    for (const Shape& s : {Shape{64, k ? 512 : 288}, Shape{16, 1024}, Shape{1040, k ? 256 : 64}}) {
       const Weights w = make_weights(t, s.rows, s.cols, seed++);
       for (int64_t m : {2, 3, 8, 9, 13}) {
         SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols << " m=" << m

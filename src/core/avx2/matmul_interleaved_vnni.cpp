@@ -27,20 +27,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/avx2/interleave16.h"
 #include "core/matmul_kernels.h"
 #include "core/quant.h"
 
-#define SLM_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-
-// GCC 12's AVX-512 intrinsics pass an "undefined" (self-initialized) vector as the unused merge
-// operand, which -W(maybe-)uninitialized reports at every use; the values are never read.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace slm {
 namespace {
 
-constexpr int kRows = 16;  // weight rows per repacked block: one per 32-bit lane of a zmm
+using namespace interleave16;
+
 constexpr int kMaxX = 8;   // activation rows per pass (8 int + 8 float accumulators)
 
 struct alignas(64) Packed16 {
@@ -72,45 +68,6 @@ SLM_VNNI inline __m512i spread_high_bits(__m512i h) {
                            4);
 }
 
-// One small field (scale, min: 2 bytes; qh: 4 bytes) of the 16 rows, lane r = row r. Scalar loads
-// through a stack array: a 16-lane gather cost a third of the repacking.
-template <class T>
-SLM_VNNI inline __m512i field16(const unsigned char* p, size_t stride) {
-  alignas(64) T v[kRows];
-  #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) std::memcpy(&v[r], p + r * stride, sizeof(T));
-  if constexpr (sizeof(T) == 2) return _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
-  else return _mm512_load_si512(v);
-}
-
-SLM_VNNI inline __m512 halves16(const unsigned char* p, size_t stride) {
-  alignas(32) uint16_t v[kRows];
-  #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) std::memcpy(&v[r], p + r * stride, 2);
-  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
-}
-
-// 16 bytes from each of the 16 rows (at p + r * stride) as four vectors: dword g of row r in lane r
-// of out[g]. Rows 4q + k go to 128-bit lane q of vector k, then a 4 x 4 dword transpose inside each
-// 128-bit lane (unpack 32, unpack 64) puts the rows in order.
-SLM_VNNI inline void transpose16x4(const unsigned char* p, size_t stride, __m512i out[4]) {
-  __m512i z[4];
-  #pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {
-    const auto row = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * stride)); };
-    __m512i v = _mm512_castsi128_si512(row(k));
-    v = _mm512_inserti32x4(v, row(4 + k), 1);
-    v = _mm512_inserti32x4(v, row(8 + k), 2);
-    z[k] = _mm512_inserti32x4(v, row(12 + k), 3);
-  }
-  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpacklo_epi32(z[2], z[3]);
-  const __m512i t2 = _mm512_unpackhi_epi32(z[0], z[1]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-  out[0] = _mm512_unpacklo_epi64(t0, t1);
-  out[1] = _mm512_unpackhi_epi64(t0, t1);
-  out[2] = _mm512_unpacklo_epi64(t2, t3);
-  out[3] = _mm512_unpackhi_epi64(t2, t3);
-}
-
 // The 16 rows' block j (at b, rows stride apart) as unsigned levels lv[8], scales d and mins m.
 template <class L>
 SLM_VNNI inline void unpack16(const unsigned char* b, size_t stride, __m512i lv[8], __m512& d, __m512& m) {
@@ -140,21 +97,10 @@ SLM_VNNI inline void unpack16(const unsigned char* b, size_t stride, __m512i lv[
   }
 }
 
-// The 16 rows are one contiguous region read as 16 interleaved streams, which the hardware
-// prefetcher follows late (a matrix larger than the caches was read at 11 instead of 15 GB/s): at
-// block j, fetch block j's share of the next 16 rows (16 * kBytes bytes). Prefetches never fault,
-// so the region after the last rows needs no check.
-template <class L>
-inline void prefetch_next16(const unsigned char* row0, size_t stride, int64_t j) {
-  const unsigned char* next = row0 + kRows * stride + static_cast<size_t>(j) * kRows * L::kBytes;
-  #pragma GCC unroll 16
-  for (size_t off = 0; off < kRows * L::kBytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
-}
-
 template <class L>
 SLM_VNNI void pack16(const unsigned char* row0, size_t stride, int64_t nb, Packed16* out) {
   for (int64_t j = 0; j < nb; ++j) {
-    prefetch_next16<L>(row0, stride, j);
+    prefetch_next16(row0, stride, j, L::kBytes);
     __m512i lv[8];
     __m512 d, m = _mm512_setzero_ps();
     unpack16<L>(row0 + static_cast<size_t>(j) * L::kBytes, stride, lv, d, m);
@@ -172,7 +118,7 @@ template <class L>
 SLM_VNNI void decode16(const unsigned char* row0, size_t stride, int64_t nb, const ActQ8* x, float* y) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t j = 0; j < nb; ++j) {
-    prefetch_next16<L>(row0, stride, j);
+    prefetch_next16(row0, stride, j, L::kBytes);
     __m512i lv[8];
     __m512 d, m = _mm512_setzero_ps();
     unpack16<L>(row0 + static_cast<size_t>(j) * L::kBytes, stride, lv, d, m);
@@ -249,6 +195,9 @@ bool interleaved_vnni_supports(DType t) {
     case DType::Q5_0:
     case DType::Q5_1:
     case DType::Q8_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
       return true;
     default:
       return false;
@@ -292,6 +241,9 @@ int64_t matmul_rows_interleaved_vnni(const MatmulTask& t, int64_t r0, int64_t r1
     case DType::Q5_0: return rows_interleaved<LayoutQ5_0>(t, r0, r1);
     case DType::Q5_1: return rows_interleaved<LayoutQ5_1>(t, r0, r1);
     case DType::Q8_0: return rows_interleaved<LayoutQ8_0>(t, r0, r1);
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: return matmul_rows_interleaved_k_vnni(t, r0, r1);
     default: return r0;  // not a type of these kernels: the caller does every row
   }
 }

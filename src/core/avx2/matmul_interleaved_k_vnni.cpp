@@ -1,0 +1,242 @@
+// K-quants (Q4_K, Q5_K, Q6_K) times activation rows with AVX-512 VNNI, output rows across the
+// vector lanes: the K-quant counterpart of matmul_interleaved_vnni.cpp (read that first).
+//
+// A super-block of 256 values is S sub-blocks of G values (Q4_K / Q5_K: 8 of 32 with a 6-bit
+// scale and a 6-bit min; Q6_K: 16 of 16 with a signed 8-bit scale and levels offset by 32). For 16
+// weight rows, each super-block is repacked once: 64 vectors of unsigned levels (lane r of vector
+// v = levels 4v..4v+3 of row r), the sub-block scales and mins as 32-bit lanes, d and dmin as
+// floats. Per activation row and sub-block, G / 4 vpdpbusd (activation bytes broadcast) sum the
+// levels exactly; the integer sub-block sums are weighted by the scales in integers (vpmulld),
+// so the float work is one conversion and one FMA per super-block for 16 outputs.
+//   Q4_K / Q5_K: y += d dx sum_s sc_s sum(q x) - dmin dx sum_s m_s sum_s(x)
+//   Q6_K:        y += d dx sum_s sc_s (sum(q x) - 32 sum_s(x))      (the offset starts each sum)
+// sum_s(x) comes from the activation block's 16-value sums (ActQ8K::bsums). Every output is
+// computed the same way whatever m or the thread split (a batched row equals the decoded row).
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "core/avx2/interleave16.h"
+#include "core/matmul_kernels.h"
+#include "core/quant.h"
+
+namespace slm {
+namespace {
+
+using namespace interleave16;
+
+constexpr int kMaxX = 4;  // activation rows per pass: 4 x (sub-block sum, total, float) accumulators
+
+struct alignas(64) PackedK16 {
+  uint8_t lv[64][64];   // lane r (bytes 4r..4r+3) of lv[v]: levels 4v..4v+3 of row r, unsigned
+  int32_t sc[16][16];   // sub-block scales (S of them)
+  int32_t mn[8][16];    // Q4_K / Q5_K sub-block mins
+  float d[16], dmin[16];
+};
+
+// Byte b (0..3) of every 32-bit lane, zero- or sign-extended.
+SLM_VNNI inline __m512i byte_u(__m512i v, int b) { return _mm512_and_si512(_mm512_srli_epi32(v, 8 * b), _mm512_set1_epi32(0xFF)); }
+SLM_VNNI inline __m512i byte_s(__m512i v, int b) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * b), 24); }
+
+// Bit k of every byte moved to bit 4 (the fifth bit of a Q5_K level), other bits cleared.
+SLM_VNNI inline __m512i bit_to_4(__m512i v, int k) {
+  const __m512i one = _mm512_set1_epi8(1);
+  return _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, k), one), 4);
+}
+
+template <bool Q5>
+SLM_VNNI void pack_q45k(const unsigned char* row0, size_t stride, PackedK16& p) {
+  using B = std::conditional_t<Q5, BlockQ5_K, BlockQ4_K>;
+  constexpr size_t kScales = offsetof(B, scales), kQs = offsetof(B, qs);
+  _mm512_store_ps(p.d, halves16(row0 + offsetof(B, d), stride));
+  _mm512_store_ps(p.dmin, halves16(row0 + offsetof(B, dmin), stride));
+  // 12 scale bytes (+ 4 bytes of what follows, unused): s0 = bytes 0-3, s1 = 4-7, s2 = 8-11.
+  __m512i s[4];
+  transpose16x4(row0 + kScales, stride, s);
+  for (int j = 0; j < 4; ++j) {  // k_scale_min (core/quant_kernels.h), 16 rows at once
+    const __m512i low6 = _mm512_set1_epi32(63);
+    _mm512_store_si512(p.sc[j], _mm512_and_si512(byte_u(s[0], j), low6));
+    _mm512_store_si512(p.mn[j], _mm512_and_si512(byte_u(s[1], j), low6));
+    const __m512i b8 = byte_u(s[2], j);
+    _mm512_store_si512(p.sc[j + 4], _mm512_or_si512(_mm512_and_si512(b8, _mm512_set1_epi32(0xF)),
+                                                    _mm512_slli_epi32(_mm512_srli_epi32(byte_u(s[0], j), 6), 4)));
+    _mm512_store_si512(p.mn[j + 4], _mm512_or_si512(_mm512_srli_epi32(b8, 4),
+                                                    _mm512_slli_epi32(_mm512_srli_epi32(byte_u(s[1], j), 6), 4)));
+  }
+  __m512i qh[8];
+  if constexpr (Q5) {
+    transpose16x4(row0 + offsetof(B, qh), stride, qh);
+    transpose16x4(row0 + offsetof(B, qh) + 16, stride, qh + 4);
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int k = 0; k < 4; ++k) {  // runs of 64 values: 32 bytes of qs, low nibbles then high
+    __m512i q[8];
+    transpose16x4(row0 + kQs + 32 * k, stride, q);
+    transpose16x4(row0 + kQs + 32 * k + 16, stride, q + 4);
+    #pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      __m512i lo = _mm512_and_si512(q[g], low4), hi = _mm512_and_si512(_mm512_srli_epi32(q[g], 4), low4);
+      if constexpr (Q5) {
+        lo = _mm512_or_si512(lo, bit_to_4(qh[g], 2 * k));
+        hi = _mm512_or_si512(hi, bit_to_4(qh[g], 2 * k + 1));
+      }
+      _mm512_store_si512(p.lv[16 * k + g], lo);
+      _mm512_store_si512(p.lv[16 * k + 8 + g], hi);
+    }
+  }
+}
+
+// Bits shift..shift+1 of every byte moved to bits 4-5 (the high bits of a Q6_K level).
+SLM_VNNI inline __m512i high2(__m512i h, int shift) {
+  return _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h, shift), _mm512_set1_epi8(3)), 4);
+}
+
+SLM_VNNI void pack_q6k(const unsigned char* row0, size_t stride, PackedK16& p) {
+  _mm512_store_ps(p.d, halves16(row0 + offsetof(BlockQ6_K, d), stride));
+  __m512i s[4];
+  transpose16x4(row0 + offsetof(BlockQ6_K, scales), stride, s);
+  #pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) _mm512_store_si512(p.sc[j], byte_s(s[j / 4], j % 4));
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int h = 0; h < 2; ++h) {  // halves of 128 values
+    const unsigned char* ql = row0 + offsetof(BlockQ6_K, ql) + 64 * h;
+    const unsigned char* qhp = row0 + offsetof(BlockQ6_K, qh) + 32 * h;
+    __m512i a[8], b[8], qh[8];
+    transpose16x4(ql, stride, a);
+    transpose16x4(ql + 16, stride, a + 4);
+    transpose16x4(ql + 32, stride, b);
+    transpose16x4(ql + 48, stride, b + 4);
+    transpose16x4(qhp, stride, qh);
+    transpose16x4(qhp + 16, stride, qh + 4);
+    #pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {  // values 128h + 4g + (0, 32, 64, 96) + 0..3
+      _mm512_store_si512(p.lv[32 * h + g], _mm512_or_si512(_mm512_and_si512(a[g], low4), high2(qh[g], 0)));
+      _mm512_store_si512(p.lv[32 * h + 8 + g], _mm512_or_si512(_mm512_and_si512(b[g], low4), high2(qh[g], 2)));
+      _mm512_store_si512(p.lv[32 * h + 16 + g],
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a[g], 4), low4), high2(qh[g], 4)));
+      _mm512_store_si512(p.lv[32 * h + 24 + g],
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b[g], 4), low4), high2(qh[g], 6)));
+    }
+  }
+}
+
+// Sub-block geometry of each type.
+template <DType T>
+struct KShape {
+  static constexpr int kSub = T == DType::Q6_K ? 16 : 8;         // sub-blocks per super-block
+  static constexpr int kDw = 64 / kSub;                           // level dwords per sub-block
+  static constexpr bool kMins = T != DType::Q6_K;
+  static constexpr size_t kBytes = T == DType::Q4_K ? sizeof(BlockQ4_K) : T == DType::Q5_K ? sizeof(BlockQ5_K) : sizeof(BlockQ6_K);
+};
+
+// sum of activation row x over sub-block s of its super-block.
+template <DType T>
+inline int32_t sub_sum(const ActQ8K& x, int s) {
+  if constexpr (KShape<T>::kSub == 16) return x.bsums[s];
+  else return x.bsums[2 * s] + x.bsums[2 * s + 1];
+}
+
+// y[i * ldy + r] = dot(W[r], x[i]) for the 16 packed rows and NX activation rows.
+template <DType T, int NX>
+SLM_VNNI void tile_k(const PackedK16* p, int64_t nb, const ActQ8K* const* x, float* y, int64_t ldy) {
+  using K = KShape<T>;
+  __m512 acc[NX];
+  #pragma GCC unroll 4
+  for (int i = 0; i < NX; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < nb; ++j) {
+    const PackedK16& b = p[j];
+    __m512i tot[NX], mins[NX];
+    #pragma GCC unroll 4
+    for (int i = 0; i < NX; ++i) tot[i] = mins[i] = _mm512_setzero_si512();
+    #pragma GCC unroll 2
+    for (int s = 0; s < K::kSub; ++s) {
+      __m512i is[NX];
+      #pragma GCC unroll 4
+      for (int i = 0; i < NX; ++i)
+        is[i] = K::kMins ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * sub_sum<T>(x[i][j], s));
+      #pragma GCC unroll 8
+      for (int g = 0; g < K::kDw; ++g) {
+        const __m512i w = _mm512_load_si512(b.lv[s * K::kDw + g]);
+        #pragma GCC unroll 4
+        for (int i = 0; i < NX; ++i) {
+          int32_t four;
+          std::memcpy(&four, x[i][j].qs + 4 * (s * K::kDw + g), 4);
+          is[i] = _mm512_dpbusd_epi32(is[i], w, _mm512_set1_epi32(four));
+        }
+      }
+      const __m512i sc = _mm512_load_si512(b.sc[s]);
+      #pragma GCC unroll 4
+      for (int i = 0; i < NX; ++i) {
+        tot[i] = _mm512_add_epi32(tot[i], _mm512_mullo_epi32(is[i], sc));
+        if constexpr (K::kMins)
+          mins[i] = _mm512_add_epi32(mins[i],
+                                     _mm512_mullo_epi32(_mm512_load_si512(b.mn[s]), _mm512_set1_epi32(sub_sum<T>(x[i][j], s))));
+      }
+    }
+    const __m512 d = _mm512_load_ps(b.d);
+    #pragma GCC unroll 4
+    for (int i = 0; i < NX; ++i) {
+      const __m512 dx = _mm512_set1_ps(x[i][j].d);
+      acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(tot[i]), acc[i]);
+      if constexpr (K::kMins)
+        acc[i] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_load_ps(b.dmin), dx), _mm512_cvtepi32_ps(mins[i]), acc[i]);
+    }
+  }
+  #pragma GCC unroll 4
+  for (int i = 0; i < NX; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+template <DType T>
+using TileKFn = void (*)(const PackedK16*, int64_t, const ActQ8K* const*, float*, int64_t);
+
+template <DType T>
+TileKFn<T> tile_k_fn(int nx) {
+  switch (nx) {
+    case 1: return tile_k<T, 1>;
+    case 2: return tile_k<T, 2>;
+    case 3: return tile_k<T, 3>;
+    default: return tile_k<T, 4>;
+  }
+}
+
+template <DType T>
+int64_t rows_interleaved_k(const MatmulTask& t, int64_t r0, int64_t r1) {
+  using K = KShape<T>;
+  const int64_t nb = t.w.cols / kQKK;
+  const size_t stride = t.w.row_stride();
+  const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
+  const unsigned char* x = static_cast<const unsigned char*>(t.x);
+  thread_local std::vector<PackedK16> packed;
+  if (packed.size() < static_cast<size_t>(nb)) packed.resize(static_cast<size_t>(nb));
+  const int64_t end = r0 + (r1 - r0) / kRows * kRows;
+  for (int64_t r = r0; r < end; r += kRows) {
+    const unsigned char* row0 = base + static_cast<size_t>(r) * stride;
+    for (int64_t j = 0; j < nb; ++j) {
+      prefetch_next16(row0, stride, j, K::kBytes);
+      const unsigned char* b = row0 + static_cast<size_t>(j) * K::kBytes;
+      if constexpr (T == DType::Q6_K) pack_q6k(b, stride, packed[static_cast<size_t>(j)]);
+      else pack_q45k<T == DType::Q5_K>(b, stride, packed[static_cast<size_t>(j)]);
+    }
+    for (int64_t i = 0; i < t.m; i += kMaxX) {
+      const int nx = static_cast<int>(std::min<int64_t>(kMaxX, t.m - i));
+      const ActQ8K* xr[kMaxX];
+      for (int c = 0; c < nx; ++c) xr[c] = reinterpret_cast<const ActQ8K*>(x + (i + c) * t.x_stride);
+      tile_k_fn<T>(nx)(packed.data(), nb, xr, t.y + i * t.w.rows + r, t.w.rows);
+    }
+  }
+  return end;
+}
+
+}  // namespace
+
+int64_t matmul_rows_interleaved_k_vnni(const MatmulTask& t, int64_t r0, int64_t r1) {
+  switch (t.w.type) {
+    case DType::Q4_K: return rows_interleaved_k<DType::Q4_K>(t, r0, r1);
+    case DType::Q5_K: return rows_interleaved_k<DType::Q5_K>(t, r0, r1);
+    case DType::Q6_K: return rows_interleaved_k<DType::Q6_K>(t, r0, r1);
+    default: return r0;
+  }
+}
+
+}  // namespace slm
