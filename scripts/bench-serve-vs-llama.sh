@@ -22,7 +22,9 @@ for model in "$@"; do
       if [[ $server == slm ]]; then
         out=$(CLIENTS=$c scripts/bench-serve.sh "$model") || status=1
       else
-        out=$(CLIENTS=$c LLAMA_SERVER=$llama scripts/bench-serve.sh "$model") || status=1
+        # Its own port: the previous server's closed connections leave the port in TIME_WAIT, and
+        # llama-server binds without SO_REUSEADDR.
+        out=$(CLIENTS=$c PORT=$((${PORT:-18090} + 1)) LLAMA_SERVER=$llama scripts/bench-serve.sh "$model") || status=1
       fi
       # The data row of bench-serve's table, with the server's name after the client count.
       row=$(grep -E "^\| [^|]+ \| $c \|" <<<"$out" | tail -n 1)

@@ -369,7 +369,7 @@ void run_collab_eval(const CollabEvalFlags& f) {
   }
   const auto prompt_texts = read_prompts(f.prompts, f.limit);
 
-  Loaded small{f.small}, large{f.large}, tuned{f.tuned};
+  Loaded small{f.small, {}, {}, {}}, large{f.large, {}, {}, {}}, tuned{f.tuned, {}, {}, {}};
   small.model = load_model(f.small);
   large.model = load_model(f.large);
   check_shared_vocab(small.model->tokenizer(), "small model " + f.small, large.model->tokenizer(),
