@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds slm and runs every test: the GoogleTest suites and PyTorch reference checks (CTest), then
-# the GGUF fuzz test again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# under AddressSanitizer + UndefinedBehaviorSanitizer: the GGUF fuzz test (hostile files), the
+# matrix-product tests (SIMD loads near the ends of weight rows) and the server fuzz test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,6 +11,8 @@ ninja -C build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLM_SANITIZE=ON \
   -DSLM_BUILD_BENCH=OFF >/dev/null
-ninja -C build-asan -j "$jobs" gguf_fuzz_test
+ninja -C build-asan -j "$jobs" gguf_fuzz_test matmul_test serve_fuzz_test
 SLM_FUZZ_SECONDS=${SLM_FUZZ_SECONDS:-30} build-asan/tests/gguf_fuzz_test
+build-asan/tests/matmul_test --gtest_brief=1
+build-asan/tests/serve_fuzz_test --gtest_brief=1
 echo "all tests passed"
