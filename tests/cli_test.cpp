@@ -46,6 +46,18 @@ TEST(Cli, BadInputGivesAMessageAndNonZeroExit) {
       {"init --dim 64 --layers 1 --heads 4 --ffn 128 --dtype q9_9 -o '" + (dir / "x.gguf").string() + "'", "q9_9"},
       {"init --dim 64 --layers 1 --heads 3 --ffn 128 -o '" + (dir / "x.gguf").string() + "'", "multiple"},
       {"init --arch gpt9 --dim 64 --layers 1 --heads 4 --ffn 128 -o '" + (dir / "x.gguf").string() + "'", "gpt9"},
+      // serve: every bad flag is refused before a model loads or a port opens.
+      {"serve --port 0", "--model"},
+      {"serve --model bad --port 0", "NAME=PATH"},
+      {"serve --model a=/nonexistent/m.gguf --port 0", "/nonexistent/m.gguf"},
+      {"serve --model a=x.gguf --port 70000", "--port"},
+      {"serve --model a=x.gguf --parallel 0 --port 0", "--parallel"},
+      {"serve --model a=x.gguf --api-key k --api-key-file f --port 0", "not both"},
+      {"serve --model a=x.gguf --strategy cascade --port 0", "--pair"},
+      {"serve --model a=x.gguf --router r.gguf --port 0", "--pair"},
+      {"serve --pair p=a.gguf,b.gguf --strategy sideways --port 0", "sideways"},
+      {"serve --pair p=a.gguf,b.gguf --metric vibes --port 0", "vibes"},
+      {"serve --pair p=a.gguf --port 0", "NAME=SMALL,LARGE"},
   };
   for (const auto& c : cases) {
     const CommandResult r = run_slm(c.args);

@@ -64,6 +64,13 @@ void run_serve(const ServeFlags& f) {
   if (f.port < 0 || f.port > 65535) throw Error("--port must be in [0, 65535]");
   if (f.timeout_s <= 0) throw Error("--timeout must be > 0 seconds");
   if (f.grace_s < 0) throw Error("--shutdown-grace must be >= 0 seconds");
+  // Checked before any model loads (the engines check these too; the parsers name the known
+  // values).
+  if (f.parallel < 1) throw Error("serve: --parallel must be >= 1");
+  if (f.prefill_chunk < 1) throw Error("serve: --prefill-chunk must be >= 1");
+  if (f.queue < 0) throw Error("serve: --queue must be >= 0");
+  (void)parse_pair_strategy(f.strategy);
+  (void)parse_uncertainty_metric(f.metric);
 
   // Signals are taken by one thread (sigwait) rather than a handler: blocked here, before any
   // thread starts, so every thread inherits the mask. A vanished client must not kill us (SIGPIPE).
@@ -181,7 +188,14 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--router", f->router, "router pairs: the router GGUF (slm collab router train)");
   cmd->add_option("--router-threshold", f->router_threshold, "router pairs: escalate at or above this router score")->capture_default_str();
   add_runtime_flags(cmd, f->rt);
-  cmd->callback([f] { run_serve(*f); });
+  cmd->callback([f, cmd] {
+    // Pair settings without a pair would be silently ignored: say so instead.
+    if (f->pairs.empty())
+      for (const char* flag : {"--strategy", "--draft-max", "--draft-min-prob", "--metric", "--threshold", "--router",
+                               "--router-threshold"})
+        if (cmd->count(flag) > 0) throw Error(std::string("serve: ") + flag + " applies to --pair models only");
+    run_serve(*f);
+  });
 }
 
 }  // namespace slm::cli
