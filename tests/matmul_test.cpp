@@ -77,6 +77,30 @@ void magnitudes(const WeightView& w, const std::vector<float>& x, const std::vec
   }
 }
 
+// Sets a kernel switch (set_use_avx2, set_use_avx512_vnni, ...) for a scope and restores the
+// previous setting when the scope ends, also when an assertion returns early.
+class KernelSwitch {
+ public:
+  KernelSwitch(bool (*set)(bool), bool on) : set_(set), prev_(set(on)) {}
+  ~KernelSwitch() { set_(prev_); }
+  KernelSwitch(const KernelSwitch&) = delete;
+  KernelSwitch& operator=(const KernelSwitch&) = delete;
+
+ private:
+  bool (*set_)(bool);
+  bool prev_;
+};
+
+// Each row of an m-row product equals, bit for bit, that row's product on its own (m = 1).
+void expect_rows_equal_decode(ThreadPool& pool, const WeightView& w, const std::vector<float>& x, int64_t m) {
+  std::vector<float> y(static_cast<size_t>(m * w.rows)), one(static_cast<size_t>(w.rows));
+  matmul(pool, w, x.data(), m, y.data());
+  for (int64_t i = 0; i < m; ++i) {
+    matmul(pool, w, x.data() + i * w.cols, 1, one.data());
+    for (int64_t r = 0; r < w.rows; ++r) ASSERT_EQ(y[i * w.rows + r], one[r]) << "row " << i << " out " << r;
+  }
+}
+
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                            DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
@@ -87,7 +111,7 @@ struct Shape {
 class MatmulTypes : public ::testing::TestWithParam<DType> {};
 
 void check_type(DType t, bool avx2) {
-  const bool prev = set_use_avx2(avx2);
+  const KernelSwitch sw(set_use_avx2, avx2);
   const bool quantized = is_quantized(t);
   std::vector<Shape> shapes = {{1, 256}, {7, 256}, {37, 512}, {50, 768}};
   if (!quantized) shapes.push_back({19, 13});  // columns not a multiple of the vector width
@@ -138,42 +162,30 @@ void check_type(DType t, bool avx2) {
   } else {
     EXPECT_LT(std::sqrt(err2 / ref2), 1e-6) << dtype_name(t);
   }
-  set_use_avx2(prev);
 }
 
 TEST_P(MatmulTypes, Scalar) { check_type(GetParam(), false); }
 
 TEST_P(MatmulTypes, Avx2) {
-  const bool prev = set_use_avx2(true);
-  const bool have = use_avx2();
-  set_use_avx2(prev);
-  if (!have) GTEST_SKIP() << "this CPU or build has no AVX2 kernels";
+  const KernelSwitch avx2(set_use_avx2, true);
+  if (!use_avx2()) GTEST_SKIP() << "this CPU or build has no AVX2 kernels";
   check_type(GetParam(), true);
 }
 
 // Where the CPU has AVX-512 VNNI the Avx2 test above runs the VNNI variants of the legacy and
 // Q8_0 kernels; this one runs the plain AVX2 ones (on any AVX2 CPU).
 TEST_P(MatmulTypes, Avx2WithoutVnni) {
-  const bool prev = set_use_avx2(true);
-  const bool have = use_avx2();
-  set_use_avx2(prev);
-  if (!have) GTEST_SKIP() << "this CPU or build has no AVX2 kernels";
-  const bool prev_vnni = set_use_avx512_vnni(false);
-  const bool prev_f = set_use_avx512f(false);  // and the 256-bit float-weight prefill kernel
+  const KernelSwitch avx2(set_use_avx2, true);
+  if (!use_avx2()) GTEST_SKIP() << "this CPU or build has no AVX2 kernels";
+  const KernelSwitch vnni(set_use_avx512_vnni, false);
+  const KernelSwitch zmm(set_use_avx512f, false);  // and the 256-bit float-weight prefill kernel
   check_type(GetParam(), true);
-  set_use_avx512f(prev_f);
-  set_use_avx512_vnni(prev_vnni);
 }
 
 TEST_P(MatmulTypes, Avx512VnniMatchesAvx2) {
   const DType t = GetParam();
-  const bool prev = set_use_avx2(true);
-  const bool prev_vnni = set_use_avx512_vnni(true);
-  if (!use_avx2() || !use_avx512_vnni()) {
-    set_use_avx2(prev);
-    set_use_avx512_vnni(prev_vnni);
-    GTEST_SKIP() << "no AVX-512 VNNI kernels";
-  }
+  const KernelSwitch avx2(set_use_avx2, true), vnni(set_use_avx512_vnni, true);
+  if (!use_avx2() || !use_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI kernels";
   ThreadPool pool(2);
   const Weights w = make_weights(t, 67, 1024, 97);
   for (int64_t m : {1, 4, 9}) {
@@ -183,29 +195,21 @@ TEST_P(MatmulTypes, Avx512VnniMatchesAvx2) {
     set_use_avx512_vnni(false);
     matmul(pool, w.view, x.data(), m, ya.data());
     set_use_avx512_vnni(true);
-    // Same integer sums and the same float operations in the same order, bar one product
-    // (d_w * d_x) rounded before or after: agreement to float rounding.
+    // The same integer products, summed and scaled in another order: agreement to float rounding.
     std::vector<float> xq(x.size());
     for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * 1024, 1024, xq.data() + i * 1024);
     std::vector<double> abs_wx, act_bound;
     magnitudes(w.view, x, xq, m, abs_wx, act_bound);
     for (size_t k = 0; k < ya.size(); ++k) ASSERT_NEAR(yv[k], ya[k], 2e-5 * abs_wx[k]) << "m=" << m << " " << k;
   }
-  set_use_avx2(prev);
-  set_use_avx512_vnni(prev_vnni);
 }
 
 // The AVX-512F float-weight prefill kernel (4 x 6 tiles of zmm accumulators) agrees with the
 // AVX2 one and with the scalar reference within float rounding: tile edges in both directions
 // (rows not a multiple of 4, m not a multiple of 6) and columns with an 8-wide and a scalar tail.
 TEST(Matmul, Avx512FloatMatchesAvx2) {
-  const bool prev = set_use_avx2(true);
-  const bool prev_f = set_use_avx512f(true);
-  if (!use_avx2() || !use_avx512f()) {
-    set_use_avx2(prev);
-    set_use_avx512f(prev_f);
-    GTEST_SKIP() << "no AVX-512F kernels";
-  }
+  const KernelSwitch avx2(set_use_avx2, true), zmm(set_use_avx512f, true);
+  if (!use_avx2() || !use_avx512f()) GTEST_SKIP() << "no AVX-512F kernels";
   ThreadPool pool(2);
   uint32_t seed = 200;
   for (DType t : {DType::F32, DType::F16, DType::BF16}) {
@@ -230,8 +234,6 @@ TEST(Matmul, Avx512FloatMatchesAvx2) {
       }
     }
   }
-  set_use_avx2(prev);
-  set_use_avx512f(prev_f);
 }
 
 // With AVX-512F, a float-weight product of m rows gives each row exactly (bit for bit) what the
@@ -239,13 +241,8 @@ TEST(Matmul, Avx512FloatMatchesAvx2) {
 // speculative decoding verifies k drafted tokens in one forward and must pick the same tokens as
 // plain decoding would. Referee: the m = 1 product of each row on its own.
 TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
-  const bool prev = set_use_avx2(true);
-  const bool prev_f = set_use_avx512f(true);
-  if (!use_avx2() || !use_avx512f()) {
-    set_use_avx2(prev);
-    set_use_avx512f(prev_f);
-    GTEST_SKIP() << "no AVX-512F kernels";
-  }
+  const KernelSwitch avx2(set_use_avx2, true), zmm(set_use_avx512f, true);
+  if (!use_avx2() || !use_avx512f()) GTEST_SKIP() << "no AVX-512F kernels";
   uint32_t seed = 400;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
@@ -256,19 +253,11 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
         for (int64_t m : {2, 3, 5, 7, 8, 13}) {
           SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols
                                             << " m=" << m << " threads=" << threads);
-          const auto x = make_input(m, s.cols, seed++);
-          std::vector<float> y(static_cast<size_t>(m * s.rows)), one(static_cast<size_t>(s.rows));
-          matmul(pool, w.view, x.data(), m, y.data());
-          for (int64_t i = 0; i < m; ++i) {
-            matmul(pool, w.view, x.data() + i * s.cols, 1, one.data());
-            for (int64_t r = 0; r < s.rows; ++r) ASSERT_EQ(y[i * s.rows + r], one[r]) << "row " << i << " out " << r;
-          }
+          expect_rows_equal_decode(pool, w.view, make_input(m, s.cols, seed++), m);
         }
       }
     }
   }
-  set_use_avx2(prev);
-  set_use_avx512f(prev_f);
 }
 
 // The row-interleaved VNNI kernels (legacy and K-quants) agree with the block-per-lane ones and with the
@@ -278,13 +267,8 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
 TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
   const DType t = GetParam();
   if (!interleaved_vnni_supports(t)) GTEST_SKIP() << "no interleaved kernel for this type";
-  const bool prev = set_use_avx2(true);
-  const bool prev_vnni = set_use_avx512_vnni(true);
-  if (!use_avx2() || !use_avx512_vnni()) {
-    set_use_avx2(prev);
-    set_use_avx512_vnni(prev_vnni);
-    GTEST_SKIP() << "no AVX-512 VNNI kernels";
-  }
+  const KernelSwitch avx2(set_use_avx2, true), vnni(set_use_avx512_vnni, true);
+  if (!use_avx2() || !use_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI kernels";
   // An odd block count for the legacy quants (9 blocks of 32), 3 super-blocks for K-quants.
   const int64_t cols = dtype_info(t).block_size == 256 ? 768 : 288;
   const Weights w = make_weights(t, 53, cols, 300);
@@ -297,9 +281,10 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
           ref(yi.size());
       ASSERT_TRUE(use_interleaved());
       matmul(pool, w.view, x.data(), m, yi.data());
-      set_use_interleaved(false);
-      matmul(pool, w.view, x.data(), m, yb.data());
-      set_use_interleaved(true);
+      {
+        const KernelSwitch blockwise(set_use_interleaved, false);
+        matmul(pool, w.view, x.data(), m, yb.data());
+      }
       std::vector<float> xq(x.size());
       for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * cols, cols, xq.data() + i * cols);
       matmul_reference(w.view, xq.data(), m, ref.data());
@@ -311,8 +296,6 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
       }
     }
   }
-  set_use_avx2(prev);
-  set_use_avx512_vnni(prev_vnni);
 }
 
 // With the interleaved kernels, a product of m rows gives each row exactly (bit for bit) what the
@@ -322,13 +305,8 @@ TEST_P(MatmulTypes, InterleavedMatchesBlockwise) {
 TEST_P(MatmulTypes, InterleavedRowsEqualDecodeBitwise) {
   const DType t = GetParam();
   if (!interleaved_vnni_supports(t)) GTEST_SKIP() << "no interleaved kernel for this type";
-  const bool prev = set_use_avx2(true);
-  const bool prev_vnni = set_use_avx512_vnni(true);
-  if (!use_avx2() || !use_avx512_vnni()) {
-    set_use_avx2(prev);
-    set_use_avx512_vnni(prev_vnni);
-    GTEST_SKIP() << "no AVX-512 VNNI kernels";
-  }
+  const KernelSwitch avx2(set_use_avx2, true), vnni(set_use_avx512_vnni, true);
+  if (!use_avx2() || !use_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI kernels";
   uint32_t seed = 500;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
@@ -338,18 +316,10 @@ TEST_P(MatmulTypes, InterleavedRowsEqualDecodeBitwise) {
       for (int64_t m : {2, 3, 8, 9, 13}) {
         SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols << " m=" << m
                                           << " threads=" << threads);
-        const auto x = make_input(m, s.cols, seed++);
-        std::vector<float> y(static_cast<size_t>(m * s.rows)), one(static_cast<size_t>(s.rows));
-        matmul(pool, w.view, x.data(), m, y.data());
-        for (int64_t i = 0; i < m; ++i) {
-          matmul(pool, w.view, x.data() + i * s.cols, 1, one.data());
-          for (int64_t r = 0; r < s.rows; ++r) ASSERT_EQ(y[i * s.rows + r], one[r]) << "row " << i << " out " << r;
-        }
+        expect_rows_equal_decode(pool, w.view, make_input(m, s.cols, seed++), m);
       }
     }
   }
-  set_use_avx2(prev);
-  set_use_avx512_vnni(prev_vnni);
 }
 
 // Q8_0 levels span the whole int8 range in a file (-128 included, which quantize_row never
@@ -370,18 +340,17 @@ TEST(Matmul, Q8_0ExtremeLevels) {
   matmul_reference(w, x.data(), m, ref.data());
   ThreadPool pool(2);
   for (bool avx2 : {false, true}) {
-    const bool prev = set_use_avx2(avx2);
+    const KernelSwitch sw(set_use_avx2, avx2);
     std::fill(y.begin(), y.end(), std::nanf(""));
     matmul(pool, w, x.data(), m, y.data());
     for (size_t k = 0; k < y.size(); ++k) ASSERT_EQ(y[k], ref[k]) << (avx2 ? "avx2 " : "scalar ") << k;
-    set_use_avx2(prev);
   }
 }
 
 // The two kernel families agree within float rounding on the same quantized activations.
 TEST_P(MatmulTypes, ScalarMatchesAvx2) {
   const DType t = GetParam();
-  const bool prev = set_use_avx2(true);
+  const KernelSwitch avx2(set_use_avx2, true);
   if (!use_avx2()) GTEST_SKIP() << "no AVX2 kernels";
   ThreadPool pool(2);
   const Weights w = make_weights(t, 67, 1024, 99);
@@ -389,9 +358,10 @@ TEST_P(MatmulTypes, ScalarMatchesAvx2) {
   const auto x = make_input(m, 1024, 98);
   std::vector<float> ya(static_cast<size_t>(m * 67)), ys(ya.size());
   matmul(pool, w.view, x.data(), m, ya.data());
-  set_use_avx2(false);
-  matmul(pool, w.view, x.data(), m, ys.data());
-  set_use_avx2(prev);
+  {
+    const KernelSwitch scalar(set_use_avx2, false);
+    matmul(pool, w.view, x.data(), m, ys.data());
+  }
   std::vector<float> xq(x.size());
   for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * 1024, 1024, xq.data() + i * 1024);
   std::vector<double> abs_wx, act_bound;
@@ -433,14 +403,13 @@ TEST(Matmul, KnownSmallProduct) {
   const float x[6] = {1, 1, 1, 2, 0, -1};
   ThreadPool pool(2);
   for (bool avx2 : {false, true}) {
-    const bool prev = set_use_avx2(avx2);
+    const KernelSwitch sw(set_use_avx2, avx2);
     float y[4];
     matmul(pool, {DType::F32, w, 2, 3}, x, 2, y);
     EXPECT_EQ(y[0], 6.0f);
     EXPECT_EQ(y[1], 3.5f);
     EXPECT_EQ(y[2], -1.0f);
     EXPECT_EQ(y[3], -6.0f);
-    set_use_avx2(prev);
   }
 }
 
