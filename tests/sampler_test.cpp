@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_util.h"
 
 namespace slm {
 namespace {
@@ -401,39 +402,6 @@ SamplerParams params_of(const DistCase& c, uint64_t seed) {
   return p;
 }
 
-// Brute force, in double: repetition penalty on each distinct history token, then greedy or
-// (full stable sort) top-k, top-p over the top-k set at temperature 1, min-p, and a softmax of
-// the kept logits divided by the temperature.
-std::map<int32_t, double> reference_full(std::vector<float> l, const std::vector<int32_t>& history,
-                                         const DistCase& c) {
-  std::vector<int32_t> distinct = history;
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  for (int32_t id : distinct) l[id] = l[id] > 0 ? l[id] / c.repeat_penalty : l[id] * c.repeat_penalty;
-  std::vector<int32_t> order(l.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-  if (c.temperature <= 0.0f) return {{order[0], 1.0}};
-  if (c.top_k > 0 && static_cast<size_t>(c.top_k) < order.size()) order.resize(c.top_k);
-  const double mx = l[order[0]];
-  double z = 0.0;
-  for (int32_t id : order) z += std::exp(l[id] - mx);
-  std::vector<int32_t> kept;
-  double cum = 0.0;
-  for (int32_t id : order) {
-    kept.push_back(id);
-    cum += std::exp(l[id] - mx) / z;
-    if (c.top_p < 1.0f && cum >= c.top_p) break;
-  }
-  std::map<int32_t, double> out;
-  double kz = 0.0;
-  for (int32_t id : kept)
-    if (std::exp(l[id] - mx) >= c.min_p) kz += std::exp((l[id] - mx) / c.temperature);
-  for (int32_t id : kept)
-    if (std::exp(l[id] - mx) >= c.min_p) out[id] = std::exp((l[id] - mx) / c.temperature) / kz;
-  return out;
-}
-
 // Chi-square of counts against probabilities, cells with expected count < 5 pooled into one.
 // Returns (statistic, degrees of freedom).
 std::pair<double, double> pooled_chi2(const std::map<int32_t, int>& counts,
@@ -469,7 +437,10 @@ TEST(SamplerDistribution, MatchesABruteForceReference) {
     for (int i = 0; i < 8; ++i) history.push_back(pick(gen));
     for (const DistCase& c : kDistCases) {
       SCOPED_TRACE(std::string(c.name) + ", trial " + std::to_string(trial));
-      const std::map<int32_t, double> want = reference_full(l, history, c);
+      std::map<int32_t, double> want;  // id -> probability, the tokens the referee keeps
+      const std::vector<double> ref = test::reference_sampler_probs(l, history, params_of(c, 1));
+      for (size_t id = 0; id < ref.size(); ++id)
+        if (ref[id] > 0.0) want[static_cast<int32_t>(id)] = ref[id];
       Sampler s(params_of(c, 1));
       std::vector<float> row = l;
       const auto got = s.distribution(row, history);

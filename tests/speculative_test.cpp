@@ -262,37 +262,6 @@ TEST(SpeculativeFake, BadInputsThrow) {
 
 // ---- the output distribution is the target's ---------------------------------------------------
 
-// The sampler's rules done the slow, obvious way (sampler.h): repetition penalty over the whole
-// history, a full stable sort, top-k, top-p at temperature 1 over the top-k set, min-p, softmax
-// of the kept logits over the temperature.
-std::vector<double> reference_probs(std::vector<float> l, const std::vector<int32_t>& history,
-                                    const SamplerParams& p) {
-  std::vector<int32_t> distinct = history;
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  for (int32_t id : distinct) l[id] = l[id] > 0 ? l[id] / p.repeat_penalty : l[id] * p.repeat_penalty;
-  std::vector<int32_t> order(l.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < order.size()) order.resize(p.top_k);
-  const double mx = l[order[0]];
-  double z = 0.0;
-  for (int32_t id : order) z += std::exp(l[id] - mx);
-  std::vector<int32_t> kept;
-  double cum = 0.0;
-  for (int32_t id : order) {
-    if (std::exp(l[id] - mx) < p.min_p) break;
-    kept.push_back(id);
-    cum += std::exp(l[id] - mx) / z;
-    if (p.top_p < 1.0f && cum >= p.top_p) break;
-  }
-  std::vector<double> out(l.size(), 0.0);
-  double kz = 0.0;
-  for (int32_t id : kept) kz += std::exp((l[id] - mx) / p.temperature);
-  for (int32_t id : kept) out[id] = std::exp((l[id] - mx) / p.temperature) / kz;
-  return out;
-}
-
 constexpr int kSeqLen = 3;
 constexpr int kCells = kVocab * kVocab * kVocab;
 
@@ -309,7 +278,7 @@ std::vector<double> enumerate(const std::vector<int32_t>& prompt, const SamplerP
     double prob = 1.0;
     for (int i = 0; i < kSeqLen; ++i) {
       const LogitFn& fn = i < n_from_draft ? kDraft : kTarget;
-      prob *= reference_probs(fn(h), h, p)[t[i]];
+      prob *= test::reference_sampler_probs(fn(h), h, p)[static_cast<size_t>(t[i])];
       h.push_back(t[i]);
     }
     out[c] = prob;

@@ -1,11 +1,16 @@
 #include "test_util.h"
 
+#include "generate/sampler.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -57,6 +62,40 @@ CommandResult run_slm(const std::string& args, const std::string& stdin_text) {
   r.out = read_text(out);
   r.err = read_text(err);
   return r;
+}
+
+std::vector<double> reference_sampler_probs(std::vector<float> l, const std::vector<int32_t>& history,
+                                            const SamplerParams& p) {
+  std::vector<int32_t> distinct = history;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  for (int32_t id : distinct) l[id] = l[id] > 0 ? l[id] / p.repeat_penalty : l[id] * p.repeat_penalty;
+  std::vector<int32_t> order(l.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  std::vector<double> out(l.size(), 0.0);
+  if (p.temperature <= 0.0f) {
+    out[static_cast<size_t>(order[0])] = 1.0;
+    return out;
+  }
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < order.size()) order.resize(static_cast<size_t>(p.top_k));
+  const double mx = l[static_cast<size_t>(order[0])];
+  double z = 0.0;
+  for (int32_t id : order) z += std::exp(l[static_cast<size_t>(id)] - mx);
+  // min-p and top-p both keep a prefix of the sorted order; the shorter one wins.
+  std::vector<int32_t> kept;
+  double cum = 0.0;
+  for (int32_t id : order) {
+    const double rel = std::exp(l[static_cast<size_t>(id)] - mx);
+    if (rel < p.min_p) break;
+    kept.push_back(id);
+    cum += rel / z;
+    if (p.top_p < 1.0f && cum >= p.top_p) break;
+  }
+  double kz = 0.0;
+  for (int32_t id : kept) kz += std::exp((l[static_cast<size_t>(id)] - mx) / p.temperature);
+  for (int32_t id : kept) out[static_cast<size_t>(id)] = std::exp((l[static_cast<size_t>(id)] - mx) / p.temperature) / kz;
+  return out;
 }
 
 }  // namespace slm::test

@@ -1,9 +1,15 @@
-// Helpers shared by the tests: where the golden data is, temporary directories, running the CLI.
+// Helpers shared by the tests: where the golden data is, temporary directories, running the CLI,
+// the sampler's rules done the slow way.
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
+
+namespace slm {
+struct SamplerParams;
+}
 
 namespace slm::test {
 
@@ -36,5 +42,14 @@ struct CommandResult {
 CommandResult run_slm(const std::string& args, const std::string& stdin_text = "");
 
 std::string read_text(const std::filesystem::path& p);
+
+// The probability of every token under the sampler's rules (generate/sampler.h) done the slow,
+// obvious way in double, as a referee for Sampler and for decoders that must reproduce its
+// distribution: repetition penalty on each distinct history token (p.repeat_last_n is not
+// applied: pass the history it covers), a full stable sort, greedy (temperature <= 0: all mass
+// on the top token), top-k, top-p at temperature 1 over the top-k set, min-p, and a softmax of the
+// kept logits over the temperature.
+std::vector<double> reference_sampler_probs(std::vector<float> logits, const std::vector<int32_t>& history,
+                                            const SamplerParams& p);
 
 }  // namespace slm::test
