@@ -192,9 +192,10 @@ TEST_P(MatmulTypes, Avx512VnniMatchesAvx2) {
     const auto x = make_input(m, 1024, 96);
     std::vector<float> yv(static_cast<size_t>(m * 67)), ya(yv.size());
     matmul(pool, w.view, x.data(), m, yv.data());
-    set_use_avx512_vnni(false);
-    matmul(pool, w.view, x.data(), m, ya.data());
-    set_use_avx512_vnni(true);
+    {
+      const KernelSwitch avx2_only(set_use_avx512_vnni, false);
+      matmul(pool, w.view, x.data(), m, ya.data());
+    }
     // The same integer products, summed and scaled in another order: agreement to float rounding.
     std::vector<float> xq(x.size());
     for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * 1024, 1024, xq.data() + i * 1024);
@@ -221,9 +222,10 @@ TEST(Matmul, Avx512FloatMatchesAvx2) {
         std::vector<float> yz(static_cast<size_t>(m * s.rows), std::nanf("")), ya(yz.size(), std::nanf("")),
             ref(yz.size());
         matmul(pool, w.view, x.data(), m, yz.data());
-        set_use_avx512f(false);
-        matmul(pool, w.view, x.data(), m, ya.data());
-        set_use_avx512f(true);
+        {
+          const KernelSwitch ymm(set_use_avx512f, false);
+          matmul(pool, w.view, x.data(), m, ya.data());
+        }
         matmul_reference(w.view, x.data(), m, ref.data());
         std::vector<double> abs_wx, act_bound;
         magnitudes(w.view, x, x, m, abs_wx, act_bound);

@@ -5,9 +5,13 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#include "core/matmul_kernels.h"
 
 #define SLM_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
@@ -21,17 +25,16 @@ namespace interleave16 {
 
 constexpr int kRows = 16;  // weight rows read together: one per 32-bit lane of a zmm
 
-// One small field (scale, min: 2 bytes; qh: 4 bytes) of the 16 rows, lane r = row r. Scalar loads
-// through a stack array: a 16-lane gather cost a third of the repacking.
-template <class T>
-SLM_VNNI inline __m512i field16(const unsigned char* p, size_t stride) {
-  alignas(64) T v[kRows];
+// A 4-byte field (the qh bits of a Q5 block) of the 16 rows, lane r = row r. Scalar loads through
+// a stack array, here and in halves16: a 16-lane gather cost a third of the repacking.
+SLM_VNNI inline __m512i dwords16(const unsigned char* p, size_t stride) {
+  alignas(64) uint32_t v[kRows];
   #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) std::memcpy(&v[r], p + r * stride, sizeof(T));
-  if constexpr (sizeof(T) == 2) return _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
-  else return _mm512_load_si512(v);
+  for (int r = 0; r < kRows; ++r) std::memcpy(&v[r], p + r * stride, 4);
+  return _mm512_load_si512(v);
 }
 
+// A 2-byte half-precision field (scale, min) of the 16 rows as floats.
 SLM_VNNI inline __m512 halves16(const unsigned char* p, size_t stride) {
   alignas(32) uint16_t v[kRows];
   #pragma GCC unroll 16
@@ -68,6 +71,38 @@ inline void prefetch_next16(const unsigned char* row0, size_t stride, int64_t j,
   const unsigned char* next = row0 + kRows * stride + static_cast<size_t>(j) * kRows * block_bytes;
   #pragma GCC unroll 16
   for (size_t off = 0; off < kRows * block_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T0);
+}
+
+// The shared loop of the interleaved kernels over the 16-row groups of [r0, r1) (the largest
+// multiple of 16 rows from r0; returns its end, the caller does the rest). Each group is repacked
+// once into a per-thread buffer (K::pack on each block, with the next group prefetched), then
+// multiplied with the activation rows in passes of at most K::kMaxX (K::pass). K describes a
+// type: Packed (one repacked block of 16 rows), Act (activation block), kMaxX, kBlockValues,
+// kBytes (bytes of one weight block), pack(block of row 0, stride, Packed&) and
+// pass(nx, packed, nb, activation rows, y, ldy).
+template <class K>
+SLM_VNNI int64_t run_groups16(const MatmulTask& t, int64_t r0, int64_t r1) {
+  const int64_t nb = t.w.cols / K::kBlockValues;
+  const size_t stride = t.w.row_stride();
+  const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
+  const unsigned char* x = static_cast<const unsigned char*>(t.x);
+  thread_local std::vector<typename K::Packed> packed;
+  if (packed.size() < static_cast<size_t>(nb)) packed.resize(static_cast<size_t>(nb));
+  const int64_t end = r0 + (r1 - r0) / kRows * kRows;
+  for (int64_t r = r0; r < end; r += kRows) {
+    const unsigned char* row0 = base + static_cast<size_t>(r) * stride;
+    for (int64_t j = 0; j < nb; ++j) {
+      prefetch_next16(row0, stride, j, K::kBytes);
+      K::pack(row0 + static_cast<size_t>(j) * K::kBytes, stride, packed[static_cast<size_t>(j)]);
+    }
+    for (int64_t i = 0; i < t.m; i += K::kMaxX) {
+      const int nx = static_cast<int>(std::min<int64_t>(K::kMaxX, t.m - i));
+      const typename K::Act* xr[K::kMaxX];
+      for (int c = 0; c < nx; ++c) xr[c] = reinterpret_cast<const typename K::Act*>(x + (i + c) * t.x_stride);
+      K::pass(nx, packed.data(), nb, xr, t.y + i * t.w.rows + r, t.w.rows);
+    }
+  }
+  return end;
 }
 
 }  // namespace interleave16

@@ -12,10 +12,8 @@
 //   Q6_K:        y += d dx sum_s sc_s (sum(q x) - 32 sum_s(x))      (the offset starts each sum)
 // sum_s(x) comes from the activation block's 16-value sums (ActQ8K::bsums). Every output is
 // computed the same way whatever m or the thread split (a batched row equals the decoded row).
-#include <algorithm>
 #include <cstddef>
 #include <type_traits>
-#include <vector>
 
 #include "core/avx2/interleave16.h"
 #include "core/matmul_kernels.h"
@@ -26,7 +24,7 @@ namespace {
 
 using namespace interleave16;
 
-constexpr int kMaxX = 4;  // activation rows per pass: 4 x (sub-block sum, total, float) accumulators
+constexpr int kMaxXK = 4;  // activation rows per pass: 4 x (sub-block sum, total, float) accumulators
 
 struct alignas(64) PackedK16 {
   uint8_t lv[64][64];   // lane r (bytes 4r..4r+3) of lv[v]: levels 4v..4v+3 of row r, unsigned
@@ -167,20 +165,20 @@ SLM_VNNI void tile_k(const PackedK16* p, int64_t nb, const ActQ8K* const* x, flo
       }
       const __m512i sc = _mm512_load_si512(b.sc[s]);
       #pragma GCC unroll 4
-      for (int i = 0; i < NX; ++i) {
-        tot[i] = _mm512_add_epi32(tot[i], _mm512_mullo_epi32(is[i], sc));
-        if constexpr (K::kMins)
-          mins[i] = _mm512_add_epi32(mins[i],
-                                     _mm512_mullo_epi32(_mm512_load_si512(b.mn[s]), _mm512_set1_epi32(sub_sum<T>(x[i][j], s))));
+      for (int i = 0; i < NX; ++i) tot[i] = _mm512_add_epi32(tot[i], _mm512_mullo_epi32(is[i], sc));
+      if constexpr (K::kMins) {
+        const __m512i mn = _mm512_load_si512(b.mn[s]);
+        #pragma GCC unroll 4
+        for (int i = 0; i < NX; ++i)
+          mins[i] = _mm512_add_epi32(mins[i], _mm512_mullo_epi32(mn, _mm512_set1_epi32(sub_sum<T>(x[i][j], s))));
       }
     }
-    const __m512 d = _mm512_load_ps(b.d);
+    const __m512 d = _mm512_load_ps(b.d), dmin = _mm512_load_ps(b.dmin);
     #pragma GCC unroll 4
     for (int i = 0; i < NX; ++i) {
       const __m512 dx = _mm512_set1_ps(x[i][j].d);
       acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(tot[i]), acc[i]);
-      if constexpr (K::kMins)
-        acc[i] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_load_ps(b.dmin), dx), _mm512_cvtepi32_ps(mins[i]), acc[i]);
+      if constexpr (K::kMins) acc[i] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, dx), _mm512_cvtepi32_ps(mins[i]), acc[i]);
     }
   }
   #pragma GCC unroll 4
@@ -200,41 +198,30 @@ TileKFn<T> tile_k_fn(int nx) {
   }
 }
 
+// The K-quant type T for run_groups16 (interleave16.h).
 template <DType T>
-int64_t rows_interleaved_k(const MatmulTask& t, int64_t r0, int64_t r1) {
-  using K = KShape<T>;
-  const int64_t nb = t.w.cols / kQKK;
-  const size_t stride = t.w.row_stride();
-  const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
-  const unsigned char* x = static_cast<const unsigned char*>(t.x);
-  thread_local std::vector<PackedK16> packed;
-  if (packed.size() < static_cast<size_t>(nb)) packed.resize(static_cast<size_t>(nb));
-  const int64_t end = r0 + (r1 - r0) / kRows * kRows;
-  for (int64_t r = r0; r < end; r += kRows) {
-    const unsigned char* row0 = base + static_cast<size_t>(r) * stride;
-    for (int64_t j = 0; j < nb; ++j) {
-      prefetch_next16(row0, stride, j, K::kBytes);
-      const unsigned char* b = row0 + static_cast<size_t>(j) * K::kBytes;
-      if constexpr (T == DType::Q6_K) pack_q6k(b, stride, packed[static_cast<size_t>(j)]);
-      else pack_q45k<T == DType::Q5_K>(b, stride, packed[static_cast<size_t>(j)]);
-    }
-    for (int64_t i = 0; i < t.m; i += kMaxX) {
-      const int nx = static_cast<int>(std::min<int64_t>(kMaxX, t.m - i));
-      const ActQ8K* xr[kMaxX];
-      for (int c = 0; c < nx; ++c) xr[c] = reinterpret_cast<const ActQ8K*>(x + (i + c) * t.x_stride);
-      tile_k_fn<T>(nx)(packed.data(), nb, xr, t.y + i * t.w.rows + r, t.w.rows);
-    }
+struct KQuantKernel {
+  using Packed = PackedK16;
+  using Act = ActQ8K;
+  static constexpr int kMaxX = kMaxXK;
+  static constexpr int64_t kBlockValues = kQKK;
+  static constexpr size_t kBytes = KShape<T>::kBytes;
+  SLM_VNNI static void pack(const unsigned char* b, size_t stride, PackedK16& p) {
+    if constexpr (T == DType::Q6_K) pack_q6k(b, stride, p);
+    else pack_q45k<T == DType::Q5_K>(b, stride, p);
   }
-  return end;
-}
+  static void pass(int nx, const PackedK16* p, int64_t nb, const ActQ8K* const* x, float* y, int64_t ldy) {
+    tile_k_fn<T>(nx)(p, nb, x, y, ldy);
+  }
+};
 
 }  // namespace
 
 int64_t matmul_rows_interleaved_k_vnni(const MatmulTask& t, int64_t r0, int64_t r1) {
   switch (t.w.type) {
-    case DType::Q4_K: return rows_interleaved_k<DType::Q4_K>(t, r0, r1);
-    case DType::Q5_K: return rows_interleaved_k<DType::Q5_K>(t, r0, r1);
-    case DType::Q6_K: return rows_interleaved_k<DType::Q6_K>(t, r0, r1);
+    case DType::Q4_K: return run_groups16<KQuantKernel<DType::Q4_K>>(t, r0, r1);
+    case DType::Q5_K: return run_groups16<KQuantKernel<DType::Q5_K>>(t, r0, r1);
+    case DType::Q6_K: return run_groups16<KQuantKernel<DType::Q6_K>>(t, r0, r1);
     default: return r0;
   }
 }

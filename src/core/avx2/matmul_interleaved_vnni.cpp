@@ -22,10 +22,8 @@
 // subtracts. Q4_1 / Q5_1 add min * d_x * sum(x) per block in float.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "core/avx2/interleave16.h"
 #include "core/matmul_kernels.h"
@@ -37,7 +35,7 @@ namespace {
 
 using namespace interleave16;
 
-constexpr int kMaxX = 8;   // activation rows per pass (8 int + 8 float accumulators)
+constexpr int kMaxXLegacy = 8;  // activation rows per pass (8 int + 8 float accumulators)
 
 struct alignas(64) Packed16 {
   uint8_t lv[8][64];  // lane r (bytes 4r..4r+3) of lv[g]: levels 4g..4g+3 of row r, unsigned
@@ -83,7 +81,7 @@ SLM_VNNI inline void unpack16(const unsigned char* b, size_t stride, __m512i lv[
     // Nibbles: byte k of qs holds level k (low) and level k + 16 (high).
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512i qh = _mm512_setzero_si512();
-    if constexpr (L::kQh >= 0) qh = field16<uint32_t>(b + L::kQh, stride);
+    if constexpr (L::kQh >= 0) qh = dwords16(b + L::kQh, stride);
     #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g) {
       const __m512i q = lv[g];
@@ -94,21 +92,6 @@ SLM_VNNI inline void unpack16(const unsigned char* b, size_t stride, __m512i lv[
         lv[g + 4] = _mm512_or_si512(lv[g + 4], spread_high_bits(_mm512_srli_epi32(qh, 16 + 4 * g)));
       }
     }
-  }
-}
-
-template <class L>
-SLM_VNNI void pack16(const unsigned char* row0, size_t stride, int64_t nb, Packed16* out) {
-  for (int64_t j = 0; j < nb; ++j) {
-    prefetch_next16(row0, stride, j, L::kBytes);
-    __m512i lv[8];
-    __m512 d, m = _mm512_setzero_ps();
-    unpack16<L>(row0 + static_cast<size_t>(j) * L::kBytes, stride, lv, d, m);
-    Packed16& p = out[j];
-    _mm512_store_ps(p.d, d);
-    if constexpr (L::kM >= 0) _mm512_store_ps(p.m, m);
-    #pragma GCC unroll 8
-    for (int g = 0; g < 8; ++g) _mm512_store_si512(p.lv[g], lv[g]);
   }
 }
 
@@ -206,29 +189,36 @@ bool interleaved_vnni_supports(DType t) {
 
 namespace {
 
+// The legacy type L for run_groups16 (interleave16.h).
+template <class L>
+struct LegacyKernel {
+  using Packed = Packed16;
+  using Act = ActQ8;
+  static constexpr int kMaxX = kMaxXLegacy;
+  static constexpr int64_t kBlockValues = kQK;
+  static constexpr size_t kBytes = L::kBytes;
+  SLM_VNNI static void pack(const unsigned char* b, size_t stride, Packed16& p) {
+    __m512i lv[8];
+    __m512 d, m = _mm512_setzero_ps();
+    unpack16<L>(b, stride, lv, d, m);
+    _mm512_store_ps(p.d, d);
+    if constexpr (L::kM >= 0) _mm512_store_ps(p.m, m);
+    #pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) _mm512_store_si512(p.lv[g], lv[g]);
+  }
+  static void pass(int nx, const Packed16* p, int64_t nb, const ActQ8* const* x, float* y, int64_t ldy) {
+    tile_fn<(L::kM >= 0)>(nx)(p, nb, x, L::kOffset, y, ldy);
+  }
+};
+
 template <class L>
 int64_t rows_interleaved(const MatmulTask& t, int64_t r0, int64_t r1) {
-  const int64_t nb = t.w.cols / kQK;
+  if (t.m > 1) return run_groups16<LegacyKernel<L>>(t, r0, r1);
   const size_t stride = t.w.row_stride();
   const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
-  const unsigned char* x = static_cast<const unsigned char*>(t.x);
-  thread_local std::vector<Packed16> packed;
-  if (packed.size() < static_cast<size_t>(nb)) packed.resize(static_cast<size_t>(nb));
   const int64_t end = r0 + (r1 - r0) / kRows * kRows;
-  if (t.m == 1) {
-    for (int64_t r = r0; r < end; r += kRows)
-      decode16<L>(base + static_cast<size_t>(r) * stride, stride, nb, reinterpret_cast<const ActQ8*>(x), t.y + r);
-    return end;
-  }
-  for (int64_t r = r0; r < end; r += kRows) {
-    pack16<L>(base + static_cast<size_t>(r) * stride, stride, nb, packed.data());
-    for (int64_t i = 0; i < t.m; i += kMaxX) {
-      const int nx = static_cast<int>(std::min<int64_t>(kMaxX, t.m - i));
-      const ActQ8* xr[kMaxX];
-      for (int c = 0; c < nx; ++c) xr[c] = reinterpret_cast<const ActQ8*>(x + (i + c) * t.x_stride);
-      tile_fn<(L::kM >= 0)>(nx)(packed.data(), nb, xr, L::kOffset, t.y + i * t.w.rows + r, t.w.rows);
-    }
-  }
+  for (int64_t r = r0; r < end; r += kRows)
+    decode16<L>(base + static_cast<size_t>(r) * stride, stride, t.w.cols / kQK, static_cast<const ActQ8*>(t.x), t.y + r);
   return end;
 }
 
