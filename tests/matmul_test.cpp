@@ -21,8 +21,10 @@
 #include "core/matmul_kernels.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
+#include "test_util.h"
 
 namespace slm {
+using test::KernelSwitch;
 namespace {
 
 struct Weights {
@@ -76,20 +78,6 @@ void magnitudes(const WeightView& w, const std::vector<float>& x, const std::vec
     }
   }
 }
-
-// Sets a kernel switch (set_use_avx2, set_use_avx512_vnni, ...) for a scope and restores the
-// previous setting when the scope ends, also when an assertion returns early.
-class KernelSwitch {
- public:
-  KernelSwitch(bool (*set)(bool), bool on) : set_(set), prev_(set(on)) {}
-  ~KernelSwitch() { set_(prev_); }
-  KernelSwitch(const KernelSwitch&) = delete;
-  KernelSwitch& operator=(const KernelSwitch&) = delete;
-
- private:
-  bool (*set_)(bool);
-  bool prev_;
-};
 
 // Each row of an m-row product equals, bit for bit, that row's product on its own (m = 1).
 void expect_rows_equal_decode(ThreadPool& pool, const WeightView& w, const std::vector<float>& x, int64_t m) {

@@ -52,4 +52,18 @@ std::string read_text(const std::filesystem::path& p);
 std::vector<double> reference_sampler_probs(std::vector<float> logits, const std::vector<int32_t>& history,
                                             const SamplerParams& p);
 
+// Sets a kernel switch (set_use_avx2, set_use_avx512_vnni, ...) for a scope and restores the
+// previous setting when the scope ends, also when an assertion returns early.
+class KernelSwitch {
+ public:
+  KernelSwitch(bool (*set)(bool), bool on) : set_(set), prev_(set(on)) {}
+  ~KernelSwitch() { set_(prev_); }
+  KernelSwitch(const KernelSwitch&) = delete;
+  KernelSwitch& operator=(const KernelSwitch&) = delete;
+
+ private:
+  bool (*set_)(bool);
+  bool prev_;
+};
+
 }  // namespace slm::test

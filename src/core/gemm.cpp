@@ -3,9 +3,14 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string_view>
+
+#include "core/cpu.h"
+#include "core/gemm_kernels.h"
 
 namespace slm {
 namespace {
@@ -82,7 +87,24 @@ void fallback_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
 // Rows (or columns) per block: large enough for BLAS's packing to pay off.
 constexpr int64_t kMinBlock = 64;
 
+std::atomic<bool>& own_gemm_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* env = std::getenv("SLM_GEMM");
+    return !(env && std::string_view(env) == "blas");
+  }()};
+  return flag;
+}
+
 }  // namespace
+
+bool use_own_gemm() {
+#if defined(SLM_HAVE_AVX2_KERNELS)
+  return own_gemm_flag().load(std::memory_order_relaxed) && use_avx512f();
+#else
+  return false;
+#endif
+}
+bool set_use_own_gemm(bool on) { return own_gemm_flag().exchange(on); }
 
 const char* blas_name() {
   const Blas& b = blas();
@@ -94,6 +116,12 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                  float alpha) {
   if (m <= 0 || n <= 0) return;
+#if defined(SLM_HAVE_AVX2_KERNELS)
+  if (use_own_gemm()) {
+    sgemm_avx512(nullptr, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+#endif
   const Blas& bl = blas();
   if (!bl.sgemm) {
     fallback_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -106,6 +134,12 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
 
 void gemm(ThreadPool& pool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+#if defined(SLM_HAVE_AVX2_KERNELS)
+  if (use_own_gemm()) {
+    sgemm_avx512(&pool, trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+#endif
   const int threads = pool.size();
   if (threads == 1 || (m < 2 * kMinBlock && n < 2 * kMinBlock)) {
     gemm_serial(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
