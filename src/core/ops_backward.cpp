@@ -4,6 +4,7 @@
 #include <limits>
 #include <string>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/ops.h"
@@ -34,22 +35,37 @@ void rmsnorm_backward_input(const float* x, const float* r, const float* w, cons
 }
 
 void rmsnorm_backward_weight(const float* x, const float* r, const float* dy, int64_t n,
-                             int64_t dim, int64_t j0, int64_t j1, float* dw) {
+                             int64_t dim, float* dw) {
   for (int64_t i = 0; i < n; ++i) {
     const float* xi = x + i * dim;
     const float* dyi = dy + i * dim;
     const float ri = r[i];
-    for (int64_t j = j0; j < j1; ++j) dw[j] += dyi[j] * xi[j] * ri;
+    for (int64_t j = 0; j < dim; ++j) dw[j] += dyi[j] * xi[j] * ri;
   }
 }
 
 void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t count, float* dg,
                        float* du) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::silu_mul_backward(g, u, dh, count, dg, du);
+#endif
   for (int64_t i = 0; i < count; ++i) {
     const float s = 1.0f / (1.0f + std::exp(-g[i]));
     const float silu = g[i] * s;
     dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
     du[i] = dh[i] * silu;
+  }
+}
+
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::adamw_update(p, g, m, v, n, s);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    p[i] *= s.keep;
+    m[i] = s.b1 * m[i] + (1.0f - s.b1) * g[i];
+    v[i] = s.b2 * v[i] + (1.0f - s.b2) * g[i] * g[i];
+    p[i] -= s.step_size * m[i] / (std::sqrt(v[i]) * s.inv_sqrt_bc2 + s.eps);
   }
 }
 

@@ -20,15 +20,24 @@ void rmsnorm_inv_rms(const float* x, int64_t n, int64_t dim, float eps, float* r
 void rmsnorm_backward_input(const float* x, const float* r, const float* w, const float* dy,
                             int64_t n, int64_t dim, float* dx);
 
-// dw[j] += sum_i dy[i, j] * x[i, j] * r[i] for columns j in [j0, j1) (split columns across
-// threads; each column's sum runs over rows in order, so the result does not depend on the split).
+// dw[j] += sum_i dy[i, j] * x[i, j] * r[i] over the n rows given, every column, rows in order.
+// Threads give each a fixed share of the rows its own dw and add those in a fixed order (see
+// TrainModel), so the result does not depend on the thread count.
 void rmsnorm_backward_weight(const float* x, const float* r, const float* dy, int64_t n,
-                             int64_t dim, int64_t j0, int64_t j1, float* dw);
+                             int64_t dim, float* dw);
 
 // h = silu(g) * u  =>  dg = dh * u * s * (1 + g * (1 - s)),  du = dh * g * s,  s = sigmoid(g).
 // g, u: pre-activation values; all buffers [count]; dg, du overwritten (may alias nothing).
 void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t count, float* dg,
                        float* du);
+
+// One AdamW step (torch.optim.AdamW's rule, bias corrections folded into step_size and
+// inv_sqrt_bc2) over n parameters: p *= keep (1 - lr * weight_decay, or 1 without decay);
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps).
+struct AdamWStep {
+  float keep, b1, b2, step_size, inv_sqrt_bc2, eps;
+};
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s);
 
 // Softmax cross-entropy of n rows of logits [n, vocab] against targets [n]: returns the sum of
 // -log softmax(row)[target] over the rows (double accumulation), and, when grad_scale != 0,
@@ -54,5 +63,14 @@ void causal_attention_backward(const float* q, const float* k, const float* v, c
                                const float* dout, int64_t t, int64_t head_dim, int64_t q_stride,
                                int64_t kv_stride, float scale, float* dq, float* dk, float* dv,
                                float* scratch);
+
+#ifdef SLM_HAVE_AVX2_KERNELS
+namespace avx2 {
+void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t count, float* dg,
+                       float* du);  // exp as softmax's (~2 ulp)
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n,
+                  const AdamWStep& s);  // may differ in the last bit (FMA)
+}  // namespace avx2
+#endif
 
 }  // namespace slm

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/ops_backward.h"
+
 namespace slm {
 
 AdamW::AdamW(const ParamLayout& layout, AdamWParams hp) : hp_(hp) {
@@ -24,16 +26,9 @@ void AdamW::update(ThreadPool& pool, std::vector<float>& params, const std::vect
   for (const Range& r : ranges_) {
     const float keep = r.decay ? 1.0f - lr * hp_.weight_decay : 1.0f;
     pool.parallel_for(r.end - r.begin, 4096, [&](int64_t i0, int64_t i1) {
-      float* p = params.data() + r.begin;
-      const float* g = grads.data() + r.begin;
-      float* m = m_.data() + r.begin;
-      float* v = v_.data() + r.begin;
-      for (int64_t i = i0; i < i1; ++i) {
-        p[i] *= keep;
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-      }
+      const int64_t at = r.begin + i0;
+      adamw_update(params.data() + at, grads.data() + at, m_.data() + at, v_.data() + at, i1 - i0,
+                   AdamWStep{keep, b1, b2, step_size, inv_sqrt_bc2, eps});
     });
   }
 }

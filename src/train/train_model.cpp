@@ -68,6 +68,9 @@ const ParamTensor& ParamLayout::get(std::string_view name) const {
 // Activations kept for the backward pass, and the backward pass's scratch. Sized for one
 // (batch, seq_len) and regrown when a call needs more.
 
+// Row chunks of the rmsnorm backward (fixed, so its sums do not depend on the thread count).
+constexpr int64_t kNormChunks = 16;
+
 struct LayerActivations {
   std::vector<float> x_in;    // [n, dim] residual stream entering the layer
   std::vector<float> xn1;     // [n, dim] attn_norm output
@@ -93,6 +96,7 @@ struct TrainActivations {
   // backward scratch
   std::vector<float> dx, dxn, r, dq, dk, dv, datt, dh, dg, du;
   std::vector<float> att_scratch;        // [threads, t, t]
+  std::vector<float> norm_partial;       // [kNormChunks, dim] rmsnorm weight-gradient partials
 
   void reserve(const ModelConfig& c, int64_t b, int64_t seq, int threads) {
     const auto sz = [](int64_t a, int64_t w) { return static_cast<size_t>(a * w); };
@@ -130,6 +134,7 @@ struct TrainActivations {
       dh.resize(sz(n, c.ffn_dim));
       dg.resize(sz(n, c.ffn_dim));
       du.resize(sz(n, c.ffn_dim));
+      norm_partial.resize(sz(kNormChunks, c.dim));
       inv_freq.resize(static_cast<size_t>(c.head_dim / 2));
       rope_inv_freq(c.head_dim, c.rope_base, inv_freq.data());
       cos_sin.resize(sz(seq, c.head_dim));
@@ -306,13 +311,22 @@ double TrainModel::forward_backward(ThreadPool& pool, const int32_t* tokens, int
   auto norm_backward = [&](const float* x, const std::string& wname, const float* dy) {
     const float* w = W(wname);
     float* dw = dW(wname);
-    pool.parallel_for(n, rows_grain, [&](int64_t i0, int64_t i1) {
-      rmsnorm_inv_rms(x + i0 * dim, i1 - i0, dim, c.norm_eps, A.r.data() + i0);
-      rmsnorm_backward_input(x + i0 * dim, A.r.data() + i0, w, dy + i0 * dim, i1 - i0, dim, dX + i0 * dim);
+    // A fixed number of row chunks, each with its own partial dw, summed in chunk order: one pass
+    // over x and dy, and the same bits at every thread count.
+    const int64_t rows_per_chunk = (n + kNormChunks - 1) / kNormChunks;
+    float* partial = A.norm_partial.data();
+    pool.parallel_for(kNormChunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t ch = c0; ch < c1; ++ch) {
+        const int64_t i0 = std::min(n, ch * rows_per_chunk), i1 = std::min(n, i0 + rows_per_chunk);
+        float* part = partial + ch * dim;
+        std::fill(part, part + dim, 0.0f);
+        rmsnorm_inv_rms(x + i0 * dim, i1 - i0, dim, c.norm_eps, A.r.data() + i0);
+        rmsnorm_backward_input(x + i0 * dim, A.r.data() + i0, w, dy + i0 * dim, i1 - i0, dim, dX + i0 * dim);
+        rmsnorm_backward_weight(x + i0 * dim, A.r.data() + i0, dy + i0 * dim, i1 - i0, dim, part);
+      }
     });
-    pool.parallel_for(dim, 16, [&](int64_t j0, int64_t j1) {
-      rmsnorm_backward_weight(x, A.r.data(), dy, n, dim, j0, j1, dw);
-    });
+    for (int64_t ch = 0; ch < kNormChunks; ++ch)
+      for (int64_t j = 0; j < dim; ++j) dw[j] += partial[ch * dim + j];
   };
 
   const float* dlogits = A.logits.data();

@@ -9,6 +9,7 @@
 
 #include "core/fp16.h"
 #include "core/ops.h"
+#include "core/ops_backward.h"
 
 namespace slm::avx2 {
 namespace {
@@ -212,6 +213,47 @@ void silu_mul(float* gate, const float* up, int64_t count) {
     _mm256_storeu_ps(gate + j, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + j)));
   }
   for (; j < count; ++j) gate[j] = gate[j] / (1.0f + std::exp(-gate[j])) * up[j];
+}
+
+void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t count, float* dg,
+                       float* du) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  int64_t j = 0;
+  for (; j + 8 <= count; j += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + j), dhv = _mm256_loadu_ps(dh + j);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_xor_ps(gv, sign))));
+    const __m256 ds = _mm256_fmadd_ps(gv, _mm256_sub_ps(one, s), one);  // 1 + g (1 - s)
+    _mm256_storeu_ps(dg + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dhv, _mm256_loadu_ps(u + j)), s), ds));
+    _mm256_storeu_ps(du + j, _mm256_mul_ps(dhv, _mm256_mul_ps(gv, s)));
+  }
+  for (; j < count; ++j) {
+    const float s = 1.0f / (1.0f + std::exp(-g[j]));
+    dg[j] = dh[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+    du[j] = dh[j] * g[j] * s;
+  }
+}
+
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+  const __m256 keep = _mm256_set1_ps(s.keep), b1 = _mm256_set1_ps(s.b1), b2 = _mm256_set1_ps(s.b2);
+  const __m256 c1 = _mm256_set1_ps(1.0f - s.b1), c2 = _mm256_set1_ps(1.0f - s.b2);
+  const __m256 step = _mm256_set1_ps(s.step_size), isb = _mm256_set1_ps(s.inv_sqrt_bc2), eps = _mm256_set1_ps(s.eps);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 mv = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(c1, gv));
+    const __m256 vv = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(c2, gv), gv));
+    const __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vv), isb), eps);
+    const __m256 pv = _mm256_mul_ps(_mm256_loadu_ps(p + i), keep);
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(pv, _mm256_div_ps(_mm256_mul_ps(step, mv), den)));
+    _mm256_storeu_ps(m + i, mv);
+    _mm256_storeu_ps(v + i, vv);
+  }
+  for (; i < n; ++i) {
+    p[i] *= s.keep;
+    m[i] = s.b1 * m[i] + (1.0f - s.b1) * g[i];
+    v[i] = s.b2 * v[i] + (1.0f - s.b2) * g[i] * g[i];
+    p[i] -= s.step_size * m[i] / (std::sqrt(v[i]) * s.inv_sqrt_bc2 + s.eps);
+  }
 }
 
 void rmsnorm(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* out) {
