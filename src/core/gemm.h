@@ -1,12 +1,15 @@
-// Dense float matrix products for training: C = op(A) * op(B) + beta * C, row-major, through the
-// system BLAS (cblas_sgemm of OpenBLAS, loaded at run time; see gemm.cpp for why). Inference does
-// not use this: its weights are quantized blocks (core/matmul.h).
+// Dense float matrix products for training: C = op(A) * op(B) + beta * C, row-major. On CPUs with
+// AVX-512F they run on slm's own kernels (core/avx2/sgemm_avx512.cpp, see core/gemm_kernels.h),
+// elsewhere (or with SLM_GEMM=blas) through the system BLAS (cblas_sgemm of OpenBLAS, loaded at
+// run time; see gemm.cpp for why). Inference does not use this: its weights are quantized blocks
+// (core/matmul.h).
 //
-// The product is split into fixed blocks of C's rows (or columns, when C is wide and short) run on
-// our ThreadPool, each block by a single-threaded BLAS call. BLAS's own threads are switched off
-// (openblas_set_num_threads(1)) so that two thread pools never fight over
-// the cores, and so the split, hence every rounding, depends only on the thread count: the same
-// run with the same threads gives bit-identical results.
+// Either way the product is split over our ThreadPool. The built-in kernels share one packed
+// copy of op(B) between the threads and give every C element the same summation order at any
+// thread count. With the BLAS, C is cut into fixed blocks of rows (or columns, when C is wide and
+// short), each a single-threaded BLAS call: BLAS's own threads are switched off
+// (openblas_set_num_threads(1)) so that two thread pools never fight over the cores, and the
+// split, hence every rounding, depends only on the thread count.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +28,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                  float alpha = 1.0f);
 
-// Name of the BLAS library in use ("OpenBLAS 0.3.21 ..." or "reference BLAS"), for bench reports.
+// Name of the BLAS library in use ("OpenBLAS 0.3.21 ..." or "reference BLAS"), for bench reports
+// (loads it; the built-in kernels may be the ones in use, see use_own_gemm()).
 const char* blas_name();
 
 }  // namespace slm

@@ -130,10 +130,16 @@ SLM_AVX512F void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t j0, i
   }
 }
 
-// C[rows, cols] = alpha * Apanel * Bpanel + beta * C (beta == 0: C is not read).
-template <int kMR, int kNV>
-SLM_AVX512F void micro_kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                              int rows, int cols, float alpha, float beta) {
+// C[rows, cols] = alpha * A * Bpanel + beta * C (beta == 0: C is not read). A is a packed panel
+// (kPacked: element (p, r) at ap[p * kMR + r]) or read in place, element (p, r) at
+// ap[r * a_rs + p * a_ps] (rows past `rows` read the last row again; they are never stored).
+template <int kMR, int kNV, bool kPacked>
+SLM_AVX512F void micro_kernel(int64_t kc, const float* ap, int64_t a_rs, int64_t a_ps, const float* bp,
+                              float* c, int64_t ldc, int rows, int cols, float alpha, float beta) {
+  const float* arow[kMR];
+#pragma GCC unroll 32
+  for (int r = 0; r < kMR; ++r) arow[r] = kPacked ? ap + r : ap + std::min(r, rows - 1) * a_rs;
+  const int64_t a_step = kPacked ? kMR : a_ps;
   __m512 acc[kMR][kNV];
 #pragma GCC unroll 32
   for (int r = 0; r < kMR; ++r)
@@ -141,17 +147,16 @@ SLM_AVX512F void micro_kernel(int64_t kc, const float* ap, const float* bp, floa
     for (int v = 0; v < kNV; ++v) acc[r][v] = _mm512_setzero_ps();
   if (beta != 0.0f)
     for (int r = 0; r < rows; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-  for (int64_t p = 0; p < kc; ++p) {
+  for (int64_t p = 0, off = 0; p < kc; ++p, off += a_step) {
     __m512 bv[kNV];
 #pragma GCC unroll 4
     for (int v = 0; v < kNV; ++v) bv[v] = _mm512_load_ps(bp + 16 * v);
 #pragma GCC unroll 32
     for (int r = 0; r < kMR; ++r) {
-      const __m512 av = _mm512_set1_ps(ap[r]);
+      const __m512 av = _mm512_set1_ps(arow[r][off]);
 #pragma GCC unroll 4
       for (int v = 0; v < kNV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
-    ap += kMR;
     bp += 16 * kNV;
   }
   __mmask16 mask[kNV];
@@ -211,6 +216,9 @@ void blocked_product(ThreadPool* pool, bool trans_a, bool trans_b, int64_t m, in
   // op(B) is packed for several k blocks at once (up to kMaxPackedB floats), so that each task
   // runs all of them on its part of C (kept in cache) with one barrier per pass instead of two
   // per k block.
+  // Where C is one B panel wide (attention's products with head_dim columns), each element of
+  // op(A) is used once: the micro-kernel reads it in place instead of packing it first.
+  const bool direct_a = n_panels == 1;
   const int64_t block_floats = n_panels * kNR * kc_max;
   const int64_t blocks_per_pass = std::clamp<int64_t>(kMaxPackedB / block_floats, 1, k_blocks);
   float* bp = b_scratch.get(static_cast<size_t>(blocks_per_pass * block_floats));
@@ -234,13 +242,21 @@ void blocked_product(ThreadPool* pool, bool trans_a, bool trans_b, int64_t m, in
           const int64_t p0 = kb * kc_max, kc = std::min(kc_max, k - p0);
           const float* bk = bp + (kb - kb0) * block_floats;
           const float beta_now = p0 == 0 ? beta : 1.0f;
-          pack_a<kMR>(trans_a, a, lda, i0, mc, p0, kc, ap);
+          if (!direct_a) pack_a<kMR>(trans_a, a, lda, i0, mc, p0, kc, ap);
           for (int64_t g = s0; g < s1; g += kGroupPanels)
             for (int64_t q = 0; q < mc; q += kMR)
-              for (int64_t s = g; s < std::min(s1, g + kGroupPanels); ++s)
-                micro_kernel<kMR, kNV>(kc, ap + q * kc, bk + s * kNR * kc, c + (i0 + q) * ldc + s * kNR, ldc,
-                                       static_cast<int>(std::min<int64_t>(kMR, mc - q)),
-                                       static_cast<int>(std::min<int64_t>(kNR, n - s * kNR)), alpha, beta_now);
+              for (int64_t s = g; s < std::min(s1, g + kGroupPanels); ++s) {
+                const int rows = static_cast<int>(std::min<int64_t>(kMR, mc - q));
+                const int cols = static_cast<int>(std::min<int64_t>(kNR, n - s * kNR));
+                float* ct = c + (i0 + q) * ldc + s * kNR;
+                if (direct_a)
+                  micro_kernel<kMR, kNV, false>(kc, trans_a ? a + p0 * lda + i0 + q : a + (i0 + q) * lda + p0,
+                                                trans_a ? 1 : lda, trans_a ? lda : 1, bk + s * kNR * kc, ct,
+                                                ldc, rows, cols, alpha, beta_now);
+                else
+                  micro_kernel<kMR, kNV, true>(kc, ap + q * kc, 0, 0, bk + s * kNR * kc, ct, ldc, rows, cols,
+                                               alpha, beta_now);
+              }
         }
       }
     });
