@@ -104,7 +104,7 @@ void run_adamw(const DebugFlags& f) {
   nlohmann::json losses = nlohmann::json::array();
   for (int s = 0; s < f.steps; ++s) {
     losses.push_back(loss_and_grads(*m, pool, b, f.micro_batches));
-    clip_grad_norm(m->grads(), f.grad_clip);
+    clip_grad_norm(pool, m->grads(), f.grad_clip);
     opt.update(pool, m->params(), m->grads(), f.lr);
   }
   write_file_atomic(f.out, nlohmann::json{{"losses", losses}}.dump() + "\n");

@@ -41,10 +41,11 @@ class AdamW {
   int64_t step_ = 0;
 };
 
-// L2 norm of all gradients (double accumulation, fixed order).
-double grad_norm(const std::vector<float>& grads);
+// L2 norm of all gradients: double sums over fixed chunks of the vector, run on the pool, added
+// in chunk order (the same value at every thread count).
+double grad_norm(ThreadPool& pool, const std::vector<float>& grads);
 // Scales the gradients so their global norm is at most max_norm (torch's clip_grad_norm_:
 // factor max_norm / (norm + 1e-6) when that is below 1). Returns the norm before clipping.
-double clip_grad_norm(std::vector<float>& grads, double max_norm);
+double clip_grad_norm(ThreadPool& pool, std::vector<float>& grads, double max_norm);
 
 }  // namespace slm

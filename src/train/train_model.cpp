@@ -208,6 +208,12 @@ void TrainModel::load_params(const GgufFile& file) {
 
 void TrainModel::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
+void TrainModel::zero_grads(ThreadPool& pool) {
+  pool.parallel_for(static_cast<int64_t>(grads_.size()), 1 << 14, [&](int64_t i0, int64_t i1) {
+    std::fill(grads_.begin() + i0, grads_.begin() + i1, 0.0f);
+  });
+}
+
 const float* TrainModel::logits() const { return act_->logits.data(); }
 
 double TrainModel::forward_backward(ThreadPool& pool, const int32_t* tokens, int64_t batch,

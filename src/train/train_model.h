@@ -76,6 +76,7 @@ class TrainModel {
   // Throws slm::Error naming the tensor that is missing or has the wrong shape.
   void load_params(const GgufFile& file);
   void zero_grads();
+  void zero_grads(ThreadPool& pool);  // the same, split over the pool
 
   // tokens: [batch, seq_len + 1]; inputs are each row's first seq_len ids, targets the last
   // seq_len. Returns the summed negative log-likelihood (nats) of the batch * seq_len targets.

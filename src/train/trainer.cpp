@@ -297,7 +297,7 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
     const auto t0 = Clock::now();
     const int64_t step = state.step;
     const float lr = learning_rate(c, step);
-    model.zero_grads();
+    model.zero_grads(pool);
     double loss = 0.0;
     for (int64_t a = 0; a < c.grad_accum; ++a) {
       sample_batch(data, rng, B, T, batch.data());
@@ -307,7 +307,7 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
     if (!std::isfinite(loss))
       throw Error("the loss became " + std::to_string(loss) + " at step " + std::to_string(step + 1) +
                   " (learning rate too high?); the last checkpoint is at step " + std::to_string(saved_at));
-    const double gnorm = clip_grad_norm(model.grads(), c.grad_clip);
+    const double gnorm = clip_grad_norm(pool, model.grads(), c.grad_clip);
     adam.update(pool, model.params(), model.grads(), lr);
     state.step = step + 1;
     state.tokens_seen += static_cast<uint64_t>(step_tokens);
