@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "core/gemm_kernels.h"
@@ -120,12 +119,16 @@ SLM_AVX512F void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t j0, i
     for (int j = 0; j < kNR; j += 16)
       pack_transposed(b + (j0 + j) * ldb + p0, ldb, std::clamp(cols - j, 0, 16), kc, bp + j, kNR,
                       __mmask16(0xffff));
-  } else {  // op(B)[p][j] = b[p * ldb + j]
+  } else {  // op(B)[p][j] = b[p * ldb + j]: kNR / 16 masked vector copies per p
+    __mmask16 valid[kNR / 16];
+    for (int v = 0; v < kNR / 16; ++v) {
+      const int left = std::clamp(cols - 16 * v, 0, 16);
+      valid[v] = left == 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    }
     for (int64_t p = 0; p < kc; ++p) {
       const float* src = b + (p0 + p) * ldb + j0;
-      float* d = bp + p * kNR;
-      std::memcpy(d, src, sizeof(float) * static_cast<size_t>(cols));
-      std::fill(d + cols, d + kNR, 0.0f);
+      for (int v = 0; v < kNR / 16; ++v)
+        _mm512_store_ps(bp + p * kNR + 16 * v, _mm512_maskz_loadu_ps(valid[v], src + 16 * v));
     }
   }
 }
