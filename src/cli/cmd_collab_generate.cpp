@@ -37,15 +37,14 @@ namespace {
 const char* const kStrategies = "token-cascade, request-cascade, router, contrastive, proxy";
 
 struct CollabGenerateFlags {
-  std::string small, large, tuned, router, strategy, metric, prompt, prompt_file;
+  std::string small, large, tuned, router, strategy, metric;
   double threshold = std::nan("");  // NaN: the metric's default
   float alpha = std::nanf("");      // NaN: the strategy's default
   float beta = 1.0f;
-  int n_predict = 128;
+  CompletionFlags completion;
   SamplingFlags sampling;
   RuntimeFlags rt;
-  std::vector<std::string> stop;
-  bool json = false, ignore_eos = false, special = false, no_bos = false;
+  bool json = false;
 };
 
 // Defaults chosen for a 4096-token vocabulary: entropy 2 nats is about "7 equally likely tokens".
@@ -124,9 +123,7 @@ void run_collab_generate(const CollabGenerateFlags& f) {
   const std::string& st = f.strategy;
   if (st != "token-cascade" && st != "request-cascade" && st != "router" && st != "contrastive" && st != "proxy")
     throw Error("unknown strategy '" + st + "' (known: " + kStrategies + ")");
-  if (f.n_predict < 0) throw Error("-n must be >= 0, got " + std::to_string(f.n_predict));
-  for (const auto& s : f.stop)
-    if (s.empty()) throw Error("--stop strings must not be empty");
+  f.completion.check();
   if (st == "router" && f.router.empty()) throw Error("--strategy router needs --router ROUTER.gguf");
   if (st != "router" && !f.router.empty()) throw Error("--router is only used by --strategy router");
   if (st == "router" && !f.metric.empty()) throw Error("--metric is not used by --strategy router");
@@ -149,12 +146,11 @@ void run_collab_generate(const CollabGenerateFlags& f) {
                        models[i].model->tokenizer(), models[i].role + " " + models[i].path);
 
   const Tokenizer& tok = models[1].model->tokenizer();
-  const std::string text = f.prompt_file.empty() ? f.prompt : read_file(f.prompt_file);
-  const std::vector<int32_t> prompt = tok.encode(text, tok.vocab().add_bos && !f.no_bos, f.special);
+  const std::vector<int32_t> prompt = f.completion.encode_prompt(tok);
   if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT or -f FILE)");
 
   // One context for all: what this run needs, within every model's training context.
-  const int64_t needed = static_cast<int64_t>(prompt.size()) + f.n_predict;
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + f.completion.n_predict;
   int64_t ctx = f.rt.ctx;
   if (ctx < 0) throw Error("--ctx must be positive");
   if (ctx == 0) {
@@ -173,10 +169,8 @@ void run_collab_generate(const CollabGenerateFlags& f) {
   }
 
   GenerateOptions opt;
-  opt.max_tokens = f.n_predict;
+  f.completion.apply(opt);
   opt.sampler = f.sampling.to_params();
-  opt.stop = f.stop;
-  opt.stop_at_eog = !f.ignore_eos;
   opt.top_logits = 0;
   TextCallback on_text;
   if (!f.json)
@@ -258,14 +252,7 @@ void register_collab_generate(CLI::App& collab) {
                   "(defaults: 0.5, 0.2, 2.0, 3.0); router: escalate when its probability >= T (default 0.5)");
   cmd->add_option("--alpha", f->alpha, "contrastive: plausibility cutoff (default 0.1); proxy: steering weight (default 1.0)");
   cmd->add_option("--beta", f->beta, "contrastive: weight of the small model")->capture_default_str();
-  auto* p = cmd->add_option("-p,--prompt", f->prompt, "prompt text");
-  auto* pf = cmd->add_option("-f,--file", f->prompt_file, "read the prompt from a file");
-  p->excludes(pf);
-  cmd->add_option("-n,--n-predict", f->n_predict, "tokens to generate at most")->capture_default_str();
-  cmd->add_option("--stop", f->stop, "stop when this text appears (repeatable); it is not printed");
-  cmd->add_flag("--ignore-eos", f->ignore_eos, "do not stop at end-of-generation tokens");
-  cmd->add_flag("--special", f->special, "parse special-token text in the prompt");
-  cmd->add_flag("--no-bos", f->no_bos, "do not add BOS even if the model asks for it");
+  add_completion_flags(cmd, f->completion);
   add_sampling_flags(cmd, f->sampling);
   add_runtime_flags(cmd, f->rt);
   cmd->add_flag("--json", f->json, "print one JSON object {strategy, tokens, text, stats, timings, ...}");

@@ -21,23 +21,20 @@ namespace slm::cli {
 namespace {
 
 struct GenerateFlags {
-  std::string model, prompt, prompt_file, prompt_ids, logits_out;
+  std::string model, prompt_ids, logits_out;
   std::string draft;  // speculative decoding's draft model; empty: off
   int draft_max = 4;
   float draft_min_prob = 0.0f;
-  int n_predict = 128;
+  CompletionFlags completion;
   SamplingFlags sampling;
   RuntimeFlags rt;
-  std::vector<std::string> stop;
-  bool json = false, ignore_eos = false, special = false, no_bos = false;
+  bool json = false;
   int top_logits = 20;
 };
 
 void run_generate(const GenerateFlags& f) {
-  if (f.n_predict < 0) throw Error("-n must be >= 0, got " + std::to_string(f.n_predict));
+  f.completion.check();
   if (f.top_logits < 0) throw Error("--top-logits must be >= 0");
-  for (const auto& s : f.stop)
-    if (s.empty()) throw Error("--stop strings must not be empty");
   if (!f.draft.empty() && !f.logits_out.empty())
     throw Error("--logits-out cannot be combined with --draft (speculative decoding scores drafts in "
                 "batches, not one step at a time); run without --draft to dump logits");
@@ -57,15 +54,14 @@ void run_generate(const GenerateFlags& f) {
   if (!f.prompt_ids.empty()) {
     prompt = parse_token_ids(f.prompt_ids, model->config().n_vocab);
   } else {
-    const std::string text = f.prompt_file.empty() ? f.prompt : read_file(f.prompt_file);
-    prompt = tok.encode(text, tok.vocab().add_bos && !f.no_bos, f.special);
+    prompt = f.completion.encode_prompt(tok);
   }
   if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -f FILE or --prompt-ids)");
 
   ThreadPool pool(f.rt.resolved_threads());
   Transformer tr(*model, pool);
   // Default context: what this run needs (prompt + n), within the model's training context.
-  const int64_t needed = static_cast<int64_t>(prompt.size()) + f.n_predict;
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + f.completion.n_predict;
   const int64_t model_ctx = model->config().ctx_len > 0 ? model->config().ctx_len : needed;
   const int64_t ctx = f.rt.ctx > 0 ? f.rt.ctx : std::min(needed, model_ctx);
   if (f.rt.ctx < 0) throw Error("--ctx must be positive");
@@ -75,10 +71,8 @@ void run_generate(const GenerateFlags& f) {
   KvCache kv(model->config(), ctx, f.rt.kv_dtype());
 
   GenerateOptions opt;
-  opt.max_tokens = f.n_predict;
+  f.completion.apply(opt);
   opt.sampler = f.sampling.to_params();
-  opt.stop = f.stop;
-  opt.stop_at_eog = !f.ignore_eos;
   opt.top_logits = f.top_logits;
 
   std::vector<float> logit_rows;
@@ -159,16 +153,10 @@ void register_generate(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "Complete a prompt, streaming the text to stdout");
   cmd->add_option("-m,--model", f->model, "GGUF model")->required();
-  auto* p = cmd->add_option("-p,--prompt", f->prompt, "prompt text");
-  auto* pf = cmd->add_option("-f,--file", f->prompt_file, "read the prompt from a file");
+  CLI::Option* p = add_completion_flags(cmd, f->completion);
   auto* pi = cmd->add_option("--prompt-ids", f->prompt_ids, "prompt as token ids (\"1 15 27\"), no tokenization");
-  p->excludes(pf)->excludes(pi);
-  pf->excludes(pi);
-  cmd->add_option("-n,--n-predict", f->n_predict, "tokens to generate at most")->capture_default_str();
-  cmd->add_option("--stop", f->stop, "stop when this text appears (repeatable); it is not printed");
-  cmd->add_flag("--ignore-eos", f->ignore_eos, "do not stop at end-of-generation tokens");
-  cmd->add_flag("--special", f->special, "parse special-token text in the prompt (<|im_start|> ...)");
-  cmd->add_flag("--no-bos", f->no_bos, "do not add BOS even if the model asks for it");
+  p->excludes(pi);
+  cmd->get_option("--file")->excludes(pi);
   add_sampling_flags(cmd, f->sampling);
   add_runtime_flags(cmd, f->rt);
   cmd->add_flag("--json", f->json, "print one JSON object {prompt_tokens, tokens, text, last_prompt_top, ...}");

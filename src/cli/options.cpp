@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "io/atomic_file.h"
 
 namespace slm::cli {
 
@@ -20,6 +21,35 @@ SamplerParams SamplingFlags::to_params() const {
   p.frequency_penalty = frequency_penalty;
   p.presence_penalty = presence_penalty;
   p.seed = seed >= 0 ? static_cast<uint64_t>(seed) : std::random_device{}();
+  return p;
+}
+
+void CompletionFlags::check() const {
+  if (n_predict < 0) throw Error("-n must be >= 0, got " + std::to_string(n_predict));
+  for (const auto& s : stop)
+    if (s.empty()) throw Error("--stop strings must not be empty");
+}
+
+std::vector<int32_t> CompletionFlags::encode_prompt(const Tokenizer& tok) const {
+  const std::string text = prompt_file.empty() ? prompt : read_file(prompt_file);
+  return tok.encode(text, tok.vocab().add_bos && !no_bos, special);
+}
+
+void CompletionFlags::apply(GenerateOptions& opt) const {
+  opt.max_tokens = n_predict;
+  opt.stop = stop;
+  opt.stop_at_eog = !ignore_eos;
+}
+
+CLI::Option* add_completion_flags(CLI::App* cmd, CompletionFlags& f) {
+  auto* p = cmd->add_option("-p,--prompt", f.prompt, "prompt text");
+  auto* pf = cmd->add_option("-f,--file", f.prompt_file, "read the prompt from a file");
+  p->excludes(pf);
+  cmd->add_option("-n,--n-predict", f.n_predict, "tokens to generate at most")->capture_default_str();
+  cmd->add_option("--stop", f.stop, "stop when this text appears (repeatable); it is not printed");
+  cmd->add_flag("--ignore-eos", f.ignore_eos, "do not stop at end-of-generation tokens");
+  cmd->add_flag("--special", f.special, "parse special-token text in the prompt (<|im_start|> ...)");
+  cmd->add_flag("--no-bos", f.no_bos, "do not add BOS even if the model asks for it");
   return p;
 }
 

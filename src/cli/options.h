@@ -1,5 +1,5 @@
-// Option groups shared by several subcommands (threads, sampling, model loading), so that each
-// flag is defined once and its help text is the same everywhere.
+// Option groups shared by several subcommands (prompt and stopping, threads, sampling, model
+// loading), so that each flag is defined once and its help text is the same everywhere.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -11,6 +11,7 @@
 #include "core/dtype.h"
 #include "generate/generator.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
 
@@ -27,6 +28,24 @@ struct SamplingFlags {
   SamplerParams to_params() const;
 };
 void add_sampling_flags(CLI::App* cmd, SamplingFlags& f);
+
+// The prompt and stopping flags of the commands that complete text (generate, collab generate):
+// -p / -f, -n, --stop, --ignore-eos, --special, --no-bos.
+struct CompletionFlags {
+  std::string prompt, prompt_file;
+  int n_predict = 128;
+  std::vector<std::string> stop;
+  bool ignore_eos = false, special = false, no_bos = false;
+  // Refuses a negative -n and empty --stop strings (slm::Error).
+  void check() const;
+  // The prompt tokens: -p's text or -f's file content, BOS as the model asks unless --no-bos,
+  // special-token text parsed only with --special.
+  std::vector<int32_t> encode_prompt(const Tokenizer& tok) const;
+  // max_tokens, stop and stop_at_eog of the generation options.
+  void apply(GenerateOptions& opt) const;
+};
+// Returns the -p option, so that a command can make its own prompt sources exclude it.
+CLI::Option* add_completion_flags(CLI::App* cmd, CompletionFlags& f);
 
 struct RuntimeFlags {
   int threads = 0;          // 0: all hardware threads
