@@ -36,7 +36,6 @@ namespace fs = std::filesystem;
 using test::run_slm;
 const float kNegInf = -std::numeric_limits<float>::infinity();
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
 // ---- uncertainty -------------------------------------------------------------------------------
 
@@ -101,40 +100,6 @@ TEST(Uncertainty, PolicyDirectionPerMetric) {
 
 // ---- model pairs -------------------------------------------------------------------------------
 
-// Random models with the bundled model's 4096-token vocabulary (so they share it), a third one
-// (another seed) for proxy tuning, and one with the built-in 257-token vocabulary for mismatches.
-class InitPair {
- public:
-  static const InitPair& get() {
-    static InitPair pair;
-    return pair;
-  }
-  fs::path small, large, tuned, other_vocab;
-  std::string error;  // non-empty if a model could not be made
-
- private:
-  InitPair() {
-    const fs::path vocab = fs::path(SLM_SOURCE_DIR) / "models" / "slm-brown-6m.gguf";
-    if (!fs::exists(vocab)) {
-      error = vocab.string() + " is absent";
-      return;
-    }
-    small = dir_ / "small.gguf";
-    large = dir_ / "large.gguf";
-    tuned = dir_ / "tuned.gguf";
-    other_vocab = dir_ / "bytes.gguf";
-    const std::string v = " --vocab-from " + q(vocab) + " --ctx 256 --tie";
-    for (const std::string& args :
-         {"init --dim 32 --layers 1 --heads 4 --ffn 64 --seed 1" + v + " -o " + q(small),
-          "init --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --seed 2" + v + " -o " + q(large),
-          "init --dim 32 --layers 1 --heads 4 --ffn 64 --seed 3" + v + " -o " + q(tuned),
-          std::string("init --dim 32 --layers 1 --heads 4 --ffn 64 --seed 4 -o ") + q(other_vocab)}) {
-      const test::CommandResult r = run_slm(args);
-      if (r.exit_code != 0) error += "slm " + args + ": " + r.err;
-    }
-  }
-  test::TempDir dir_;
-};
 
 // A loaded model with its runner and a fresh cache per use.
 struct Runner {
@@ -167,7 +132,7 @@ struct PairPaths {
 // The pairs to test on: the init pair always, the trained pair when present.
 std::vector<PairPaths> pairs() {
   std::vector<PairPaths> out;
-  const InitPair& ip = InitPair::get();
+  const test::InitPair& ip = test::init_pair(0);
   if (ip.error.empty()) out.push_back({"init pair", ip.small, ip.large});
   const fs::path m = fs::path(SLM_SOURCE_DIR) / "models";
   if (fs::exists(m / "slm-brown-small-1m.gguf") && fs::exists(m / "slm-brown-large-10m.gguf"))
@@ -176,7 +141,7 @@ std::vector<PairPaths> pairs() {
 }
 
 #define REQUIRE_INIT_PAIR()                                              \
-  const InitPair& ip = InitPair::get();                                  \
+  const test::InitPair& ip = test::init_pair(0);                                  \
   ASSERT_TRUE(ip.error.empty()) << ip.error
 
 GenerateOptions greedy(int n) {
@@ -665,7 +630,7 @@ TEST(Proxy, RowsEqualThePapersFormulaOnRealModels) {
 
 TEST(CollabGenerateCli, UnknownStrategyListsTheKnownOnes) {
   REQUIRE_INIT_PAIR();
-  const test::CommandResult r = run_slm("collab generate --small " + q(ip.small) + " --large " + q(ip.large) +
+  const test::CommandResult r = run_slm("collab generate --small " + test::quote(ip.small) + " --large " + test::quote(ip.large) +
                                         " --strategy telepathy -p hi -n 4");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("unknown strategy 'telepathy'"), std::string::npos) << r.err;
@@ -677,21 +642,21 @@ TEST(CollabGenerateCli, VocabularyMismatchIsRefused) {
   REQUIRE_INIT_PAIR();
   const fs::path six = fs::path(SLM_SOURCE_DIR) / "models" / "slm-brown-6m.gguf";
   for (const char* strategy : {"token-cascade", "contrastive", "request-cascade"}) {
-    const test::CommandResult r = run_slm("collab generate --small " + q(ip.other_vocab) + " --large " + q(six) +
+    const test::CommandResult r = run_slm("collab generate --small " + test::quote(ip.other_vocab) + " --large " + test::quote(six) +
                                           " --strategy " + std::string(strategy) + " -p hi -n 4");
     EXPECT_NE(r.exit_code, 0) << strategy;
     EXPECT_NE(r.err.find("do not share a vocabulary"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(ip.other_vocab.string()), std::string::npos) << r.err;
   }
-  const test::CommandResult p = run_slm("collab generate --small " + q(ip.small) + " --large " + q(ip.large) +
-                                        " --tuned " + q(ip.other_vocab) + " --strategy proxy -p hi -n 4");
+  const test::CommandResult p = run_slm("collab generate --small " + test::quote(ip.small) + " --large " + test::quote(ip.large) +
+                                        " --tuned " + test::quote(ip.other_vocab) + " --strategy proxy -p hi -n 4");
   EXPECT_NE(p.exit_code, 0);
   EXPECT_NE(p.err.find("tuned small model"), std::string::npos) << p.err;
 }
 
 TEST(CollabGenerateCli, BadOptionsGiveAMessage) {
   REQUIRE_INIT_PAIR();
-  const std::string base = "collab generate --small " + q(ip.small) + " --large " + q(ip.large) + " -p hi -n 4 ";
+  const std::string base = "collab generate --small " + test::quote(ip.small) + " --large " + test::quote(ip.large) + " -p hi -n 4 ";
   struct Case {
     std::string args, expect;
   };
@@ -699,7 +664,7 @@ TEST(CollabGenerateCli, BadOptionsGiveAMessage) {
                                          {"--strategy request-cascade --metric bleu", "nll, maxprob"},
                                          {"--strategy proxy", "--tuned"},
                                          {"--strategy contrastive --alpha 2", "alpha"},
-                                         {"--strategy contrastive --tuned " + q(ip.tuned), "only used by"}}) {
+                                         {"--strategy contrastive --tuned " + test::quote(ip.tuned), "only used by"}}) {
     const test::CommandResult r = run_slm(base + c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << ": " << r.err;
@@ -712,9 +677,9 @@ TEST(CollabGenerateCli, AlwaysEscalatingCascadeEqualsGenerateOnTheLargeModel) {
   for (const PairPaths& pp : ps) {
     SCOPED_TRACE(pp.name);
     const std::string tail = " -p 'The jury said' -n 24 --temp 0 --ignore-eos --json -t 2";
-    const test::CommandResult g = run_slm("generate -m " + q(pp.large) + tail);
+    const test::CommandResult g = run_slm("generate -m " + test::quote(pp.large) + tail);
     ASSERT_EQ(g.exit_code, 0) << g.err;
-    const std::string pair = "collab generate --small " + q(pp.small) + " --large " + q(pp.large);
+    const std::string pair = "collab generate --small " + test::quote(pp.small) + " --large " + test::quote(pp.large);
     // maxprob < 2 holds for every row: every token escalates.
     const test::CommandResult c = run_slm(pair + " --strategy token-cascade --metric maxprob --threshold 2" + tail);
     ASSERT_EQ(c.exit_code, 0) << c.err;
@@ -730,7 +695,7 @@ TEST(CollabGenerateCli, AlwaysEscalatingCascadeEqualsGenerateOnTheLargeModel) {
     EXPECT_EQ(rj["tokens"], gj["tokens"]);
     EXPECT_EQ(rj["stats"]["answered_by"], "large");
     // Never escalating: the small model's answer.
-    const test::CommandResult gs = run_slm("generate -m " + q(pp.small) + tail);
+    const test::CommandResult gs = run_slm("generate -m " + test::quote(pp.small) + tail);
     const test::CommandResult n = run_slm(pair + " --strategy token-cascade --metric entropy --threshold 1e9" + tail);
     ASSERT_EQ(n.exit_code, 0) << n.err;
     EXPECT_EQ(nlohmann::json::parse(n.out)["tokens"], nlohmann::json::parse(gs.out)["tokens"]);
@@ -740,7 +705,7 @@ TEST(CollabGenerateCli, AlwaysEscalatingCascadeEqualsGenerateOnTheLargeModel) {
     const test::CommandResult cd = run_slm(pair + " --strategy contrastive --alpha 0 --beta 0" + tail);
     ASSERT_EQ(cd.exit_code, 0) << cd.err;
     EXPECT_EQ(nlohmann::json::parse(cd.out)["tokens"], gj["tokens"]);
-    const test::CommandResult px = run_slm(pair + " --strategy proxy --tuned " + q(pp.small) + tail);
+    const test::CommandResult px = run_slm(pair + " --strategy proxy --tuned " + test::quote(pp.small) + tail);
     ASSERT_EQ(px.exit_code, 0) << px.err;
     EXPECT_EQ(nlohmann::json::parse(px.out)["tokens"], gj["tokens"]);
   }
@@ -748,13 +713,13 @@ TEST(CollabGenerateCli, AlwaysEscalatingCascadeEqualsGenerateOnTheLargeModel) {
 
 TEST(CollabGenerateCli, StreamsTextAndPrintsTheShare) {
   REQUIRE_INIT_PAIR();
-  const std::string pair = "collab generate --small " + q(ip.small) + " --large " + q(ip.large);
+  const std::string pair = "collab generate --small " + test::quote(ip.small) + " --large " + test::quote(ip.large);
   const test::CommandResult c = run_slm(pair + " --strategy token-cascade --threshold 1e9 -p 'The jury' -n 8 --temp 0 --ignore-eos");
   ASSERT_EQ(c.exit_code, 0) << c.err;
   EXPECT_NE(c.err.find("large model decided 0/8 tokens (0.0%)"), std::string::npos) << c.err;
   EXPECT_NE(c.err.find("tok/s"), std::string::npos) << c.err;
   EXPECT_FALSE(c.out.empty());
-  for (const std::string& s : {std::string("contrastive --beta 0.5"), "proxy --tuned " + q(ip.tuned) + " --alpha 0.5"}) {
+  for (const std::string& s : {std::string("contrastive --beta 0.5"), "proxy --tuned " + test::quote(ip.tuned) + " --alpha 0.5"}) {
     const test::CommandResult r = run_slm(pair + " --strategy " + s + " -p 'The jury' -n 8 --ignore-eos --json");
     ASSERT_EQ(r.exit_code, 0) << s << ": " << r.err;
     const auto j = nlohmann::json::parse(r.out);

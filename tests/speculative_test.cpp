@@ -376,40 +376,7 @@ TEST(SpeculativeFake, SampledOutputFollowsTheTargetDistribution) {
 
 // ---- real models ---------------------------------------------------------------------------------
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-// A random pair made by `slm init` with the bundled model's vocabulary (so that it needs nothing
-// but the repository), and a model with the built-in 257-token vocabulary for the mismatch.
-class InitPair {
- public:
-  static const InitPair& get() {
-    static InitPair pair;
-    return pair;
-  }
-  fs::path small, large, other_vocab;
-  std::string error;
-
- private:
-  InitPair() {
-    const fs::path vocab = fs::path(SLM_SOURCE_DIR) / "models" / "slm-brown-6m.gguf";
-    if (!fs::exists(vocab)) {
-      error = vocab.string() + " is absent";
-      return;
-    }
-    small = dir_ / "small.gguf";
-    large = dir_ / "large.gguf";
-    other_vocab = dir_ / "bytes.gguf";
-    const std::string v = " --vocab-from " + q(vocab) + " --ctx 256 --tie";
-    for (const std::string& args :
-         {"init --dim 32 --layers 1 --heads 4 --ffn 64 --seed 11" + v + " -o " + q(small),
-          "init --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --seed 12" + v + " -o " + q(large),
-          std::string("init --dim 32 --layers 1 --heads 4 --ffn 64 --seed 13 -o ") + q(other_vocab)}) {
-      const test::CommandResult r = test::run_slm(args);
-      if (r.exit_code != 0) error += "slm " + args + ": " + r.err;
-    }
-  }
-  test::TempDir dir_;
-};
 
 struct PairPaths {
   std::string name;
@@ -430,7 +397,7 @@ bool have_trained_pair() { return fs::exists(trained_small()) && fs::exists(trai
 std::vector<PairPaths> pairs() {
   std::vector<PairPaths> out;
   if (have_trained_pair()) out.push_back({"trained pair", trained_small(), trained_large()});
-  const InitPair& ip = InitPair::get();
+  const test::InitPair& ip = test::init_pair(10);
   if (ip.error.empty()) out.push_back({"init pair", ip.small, ip.large});
   return out;
 }
@@ -555,7 +522,7 @@ TEST(SpeculativeModels, LargeCacheAfterARunContinuesLikeAPlainRun) {
 }
 
 TEST(SpeculativeModels, VocabularyMismatchIsRefused) {
-  const InitPair& ip = InitPair::get();
+  const test::InitPair& ip = test::init_pair(10);
   ASSERT_TRUE(ip.error.empty()) << ip.error;
   ThreadPool pool(1);
   Loaded large(ip.large, pool), other(ip.other_vocab, pool);
@@ -570,7 +537,7 @@ TEST(SpeculativeModels, VocabularyMismatchIsRefused) {
   }
   // The CLI names both files.
   const test::CommandResult r =
-      test::run_slm("generate -m " + q(ip.large) + " --draft " + q(ip.other_vocab) + " -p hi -n 4");
+      test::run_slm("generate -m " + test::quote(ip.large) + " --draft " + test::quote(ip.other_vocab) + " -p hi -n 4");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << r.err;
   EXPECT_NE(r.err.find("do not share a vocabulary"), std::string::npos) << r.err;
@@ -584,12 +551,12 @@ TEST(SpeculativeCli, DraftJsonTokensEqualPlainGenerate) {
   if (ps.empty()) GTEST_SKIP() << "no model pair (models/slm-brown-6m.gguf absent)";
   for (const PairPaths& pp : ps) {
     SCOPED_TRACE(pp.name);
-    const std::string base = "generate -m " + q(pp.large) + " -p 'The jury said' -n 48 --temp 0 --ignore-eos --json -t 1";
+    const std::string base = "generate -m " + test::quote(pp.large) + " -p 'The jury said' -n 48 --temp 0 --ignore-eos --json -t 1";
     const test::CommandResult plain = test::run_slm(base);
     ASSERT_EQ(plain.exit_code, 0) << plain.err;
     const nlohmann::json want = nlohmann::json::parse(plain.out);
     for (const std::string& extra : {std::string(""), std::string(" --draft-max 2 --draft-min-prob 0.2")}) {
-      const test::CommandResult spec = test::run_slm(base + " --draft " + q(pp.small) + extra);
+      const test::CommandResult spec = test::run_slm(base + " --draft " + test::quote(pp.small) + extra);
       ASSERT_EQ(spec.exit_code, 0) << spec.err;
       const nlohmann::json got = nlohmann::json::parse(spec.out);
       EXPECT_EQ(got["tokens"], want["tokens"]) << extra;
@@ -608,7 +575,7 @@ TEST(SpeculativeCli, DraftJsonTokensEqualPlainGenerate) {
       EXPECT_EQ(s["accepted"].get<int64_t>() + s["verifications"].get<int64_t>(), 48);
     }
     // Human output: the figures go to stderr.
-    const test::CommandResult human = test::run_slm("generate -m " + q(pp.large) + " --draft " + q(pp.small) +
+    const test::CommandResult human = test::run_slm("generate -m " + test::quote(pp.large) + " --draft " + test::quote(pp.small) +
                                                     " -p 'The jury said' -n 16 --temp 0 -t 1");
     ASSERT_EQ(human.exit_code, 0) << human.err;
     EXPECT_NE(human.err.find("acceptance"), std::string::npos) << human.err;
@@ -617,14 +584,14 @@ TEST(SpeculativeCli, DraftJsonTokensEqualPlainGenerate) {
 }
 
 TEST(SpeculativeCli, LogitsOutWithDraftIsRefused) {
-  const InitPair& ip = InitPair::get();
+  const test::InitPair& ip = test::init_pair(10);
   ASSERT_TRUE(ip.error.empty()) << ip.error;
   test::TempDir dir;
-  const test::CommandResult r = test::run_slm("generate -m " + q(ip.large) + " --draft " + q(ip.small) +
-                                              " -p hi -n 4 --logits-out " + q(dir / "l.bin"));
+  const test::CommandResult r = test::run_slm("generate -m " + test::quote(ip.large) + " --draft " + test::quote(ip.small) +
+                                              " -p hi -n 4 --logits-out " + test::quote(dir / "l.bin"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--logits-out"), std::string::npos) << r.err;
-  const test::CommandResult k = test::run_slm("generate -m " + q(ip.large) + " --draft " + q(ip.small) +
+  const test::CommandResult k = test::run_slm("generate -m " + test::quote(ip.large) + " --draft " + test::quote(ip.small) +
                                               " -p hi -n 4 --draft-max -2");
   EXPECT_NE(k.exit_code, 0);
   EXPECT_NE(k.err.find("draft_max"), std::string::npos) << k.err;

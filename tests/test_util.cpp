@@ -10,6 +10,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -23,6 +26,42 @@ std::optional<std::filesystem::path> shared_data() {
   std::filesystem::path p(SLM_SHARED_DATA_DIR);
   if (std::filesystem::is_directory(p / "models")) return p;
   return std::nullopt;
+}
+
+std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+const InitPair& init_pair(int seed_base) {
+  struct Made {
+    TempDir dir;
+    InitPair pair;
+  };
+  static std::mutex mu;
+  static std::map<int, std::unique_ptr<Made>> made;
+  std::lock_guard lock(mu);
+  std::unique_ptr<Made>& slot = made[seed_base];
+  if (slot) return slot->pair;
+  slot = std::make_unique<Made>();
+  InitPair& ip = slot->pair;
+  const std::filesystem::path vocab = std::filesystem::path(SLM_SOURCE_DIR) / "models" / "slm-brown-6m.gguf";
+  if (!std::filesystem::exists(vocab)) {
+    ip.error = vocab.string() + " is absent";
+    return ip;
+  }
+  ip.small = slot->dir / "small.gguf";
+  ip.large = slot->dir / "large.gguf";
+  ip.tuned = slot->dir / "tuned.gguf";
+  ip.other_vocab = slot->dir / "bytes.gguf";
+  const std::string v = " --vocab-from " + quote(vocab) + " --ctx 256 --tie";
+  const auto seed = [&](int k) { return " --seed " + std::to_string(seed_base + k); };
+  for (const std::string& args :
+       {"init --dim 32 --layers 1 --heads 4 --ffn 64" + seed(1) + v + " -o " + quote(ip.small),
+        "init --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128" + seed(2) + v + " -o " + quote(ip.large),
+        "init --dim 32 --layers 1 --heads 4 --ffn 64" + seed(3) + v + " -o " + quote(ip.tuned),
+        "init --dim 32 --layers 1 --heads 4 --ffn 64" + seed(4) + " -o " + quote(ip.other_vocab)}) {
+    const CommandResult r = run_slm(args);
+    if (r.exit_code != 0) ip.error += "slm " + args + ": " + r.err;
+  }
+  return ip;
 }
 
 TempDir::TempDir() {

@@ -43,6 +43,20 @@ CommandResult run_slm(const std::string& args, const std::string& stdin_text = "
 
 std::string read_text(const std::filesystem::path& p);
 
+// A path quoted for run_slm's argument string.
+std::string quote(const std::filesystem::path& p);
+
+// Random models made by `slm init` with the bundled model's vocabulary, so that tests of two-model
+// strategies need nothing but the repository: a small and a large one, a second small one (proxy
+// tuning's "tuned"), and one with the built-in 257-token vocabulary for vocabulary mismatches.
+// Seeds seed_base + 1 .. + 4; made once per seed base and test binary. `error` is non-empty when a
+// model could not be made (the bundled model is absent, or `slm init` failed).
+struct InitPair {
+  std::filesystem::path small, large, tuned, other_vocab;
+  std::string error;
+};
+const InitPair& init_pair(int seed_base);
+
 // The probability of every token under the sampler's rules (generate/sampler.h) done the slow,
 // obvious way in double, as a referee for Sampler and for decoders that must reproduce its
 // distribution: repetition penalty on each distinct history token (p.repeat_last_n is not

@@ -43,7 +43,6 @@ using test::run_slm;
 using test::TempDir;
 using Json = nlohmann::json;
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
 void write_text(const fs::path& p, const std::string& text) {
   std::ofstream f(p, std::ios::binary);
@@ -156,7 +155,7 @@ void expect_error(const CommandResult& r, const std::vector<std::string>& needle
 }
 
 std::string train_args(const fs::path& config, const std::string& extra = "") {
-  return "train -q -c " + q(config) + (extra.empty() ? "" : " " + extra);
+  return "train -q -c " + test::quote(config) + (extra.empty() ? "" : " " + extra);
 }
 
 // --- 1. exact resume ------------------------------------------------------------------------------
@@ -448,7 +447,7 @@ TEST_F(TrainCliCheckpoint, TruncatedCheckpointIsAClearError) {
   }
   // export reads the same file: the same kind of error.
   put(good_.substr(0, good_.size() / 2));
-  expect_error(run_slm("export " + q(ckpt()) + " -o " + q(dir_ / "m.gguf")), {ckpt().string()}, "export");
+  expect_error(run_slm("export " + test::quote(ckpt()) + " -o " + test::quote(dir_ / "m.gguf")), {ckpt().string()}, "export");
   EXPECT_FALSE(fs::exists(dir_ / "m.gguf"));
 }
 
@@ -504,7 +503,7 @@ TEST_F(TrainCliCheckpoint, HugeBlockCountIsAnErrorNotAnAllocation) {
 
   // The same byte in a model (with a tokenizer, so that export and generate get past that check).
   const fs::path model = dir_ / "model.gguf";
-  expect_ok(run_slm("init --dim 32 --layers 2 --heads 4 --ffn 96 --tie -o " + q(model)), "init");
+  expect_ok(run_slm("init --dim 32 --layers 2 --heads 4 --ffn 96 --tie -o " + test::quote(model)), "init");
   std::string m = read_text(model);
   const size_t mk = m.find(key);
   ASSERT_NE(mk, std::string::npos);
@@ -532,7 +531,7 @@ TEST_F(TrainCliCheckpoint, CheckpointFromAnotherConfigIsRefused) {
 }
 
 TEST_F(TrainCliCheckpoint, AModelThatIsNotACheckpointIsRefused) {
-  expect_ok(run_slm("init --dim 32 --layers 2 --heads 4 --ffn 96 --tie -o " + q(dir_ / "model.gguf")), "init");
+  expect_ok(run_slm("init --dim 32 --layers 2 --heads 4 --ffn 96 --tie -o " + test::quote(dir_ / "model.gguf")), "init");
   fs::copy_file(dir_ / "model.gguf", ckpt(), fs::copy_options::overwrite_existing);
   expect_error(run_slm(train_args(dir_ / "c.toml", "--resume")), {ckpt().string(), "not a training checkpoint"},
                "a plain model");
@@ -580,7 +579,7 @@ std::string data_config(const fs::path& data, const fs::path& out_dir) {
 }
 
 double eval_ppl(const fs::path& model, const fs::path& text) {
-  const CommandResult r = run_slm("eval -t 1 --json -m " + q(model) + " -f " + q(text));
+  const CommandResult r = run_slm("eval -t 1 --json -m " + test::quote(model) + " -f " + test::quote(text));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   if (r.exit_code != 0) return NAN;
   return Json::parse(r.out).at("perplexity").get<double>();
@@ -590,8 +589,8 @@ TEST(TrainCli, DataPipelineEndToEnd) {
   TempDir dir;
   const fs::path corpus = dir / "corpus.txt", data = dir / "data", run = dir / "run";
   write_text(corpus, make_corpus());
-  expect_ok(run_slm("tokenizer train -i " + q(corpus) + " --vocab 300 -o " + q(dir / "tokA.gguf")), "tokenizer A");
-  expect_ok(run_slm("data prepare -i " + q(corpus) + " -t " + q(dir / "tokA.gguf") + " -o " + q(data) +
+  expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 300 -o " + test::quote(dir / "tokA.gguf")), "tokenizer A");
+  expect_ok(run_slm("data prepare -i " + test::quote(corpus) + " -t " + test::quote(dir / "tokA.gguf") + " -o " + test::quote(data) +
                     " --val-fraction 0.1"),
             "data prepare");
   write_text(dir / "c.toml", data_config(data, run));
@@ -613,10 +612,10 @@ TEST(TrainCli, DataPipelineEndToEnd) {
   // Generation: the checkpoint is a llama GGUF too, and the F32 export has the same weights, so
   // greedy output is identical.
   const std::string gen = " -p 'The cat' -n 5 --temp 0 --ignore-eos -t 1";
-  const CommandResult g_model = run_slm("generate -m " + q(run / "model.gguf") + gen);
+  const CommandResult g_model = run_slm("generate -m " + test::quote(run / "model.gguf") + gen);
   expect_ok(g_model, "generate model.gguf");
   EXPECT_NE(g_model.err.find("generated 5 tokens"), std::string::npos) << g_model.err;
-  const CommandResult g_ckpt = run_slm("generate -m " + q(run / "checkpoint.gguf") + gen);
+  const CommandResult g_ckpt = run_slm("generate -m " + test::quote(run / "checkpoint.gguf") + gen);
   expect_ok(g_ckpt, "generate checkpoint.gguf");
   EXPECT_EQ(g_model.out, g_ckpt.out);
 
@@ -627,13 +626,13 @@ TEST(TrainCli, DataPipelineEndToEnd) {
   EXPECT_EQ(eval_ppl(run / "checkpoint.gguf", corpus), ppl);
   for (const auto& [dtype, tol] : {std::pair{"f16", 0.01}, std::pair{"q8_0", 0.03}}) {
     const fs::path out = dir / (std::string(dtype) + ".gguf");
-    expect_ok(run_slm("export " + q(run / "checkpoint.gguf") + " -o " + q(out) + " --dtype " + dtype), dtype);
-    expect_ok(run_slm("generate -m " + q(out) + gen), std::string("generate ") + dtype);
+    expect_ok(run_slm("export " + test::quote(run / "checkpoint.gguf") + " -o " + test::quote(out) + " --dtype " + dtype), dtype);
+    expect_ok(run_slm("generate -m " + test::quote(out) + gen), std::string("generate ") + dtype);
     EXPECT_NEAR(eval_ppl(out, corpus) / ppl, 1.0, tol) << dtype;
   }
 
   // Shards of tokenizer A with tokenizer B in the directory: refused before any training.
-  expect_ok(run_slm("tokenizer train -i " + q(corpus) + " --vocab 280 -o " + q(dir / "tokB.gguf")), "tokenizer B");
+  expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 280 -o " + test::quote(dir / "tokB.gguf")), "tokenizer B");
   fs::copy(data, dir / "mixed", fs::copy_options::recursive);
   fs::copy_file(dir / "tokB.gguf", dir / "mixed" / "tokenizer.gguf", fs::copy_options::overwrite_existing);
   write_text(dir / "mixed.toml", data_config(dir / "mixed", dir / "run-mixed"));
@@ -651,7 +650,7 @@ TEST(TrainCli, DataPipelineEndToEnd) {
   EXPECT_EQ(log2.val_loss, log.val_loss);
   EXPECT_EQ(read_text(dir / "run2" / "model.gguf"), read_text(run / "model.gguf"));
   // The data directory the checkpoint was made with is part of its identity.
-  expect_error(run_slm(train_args(dir / "r.toml", "--resume --data " + q(dir / "mixed"))),
+  expect_error(run_slm(train_args(dir / "r.toml", "--resume --data " + test::quote(dir / "mixed"))),
                {(dir / "run2" / "checkpoint.gguf").string()}, "resume on other data");
 }
 
@@ -659,8 +658,8 @@ TEST(TrainCli, BrokenDataDirectories) {
   TempDir dir;
   const fs::path corpus = dir / "corpus.txt", data = dir / "data";
   write_text(corpus, make_corpus());
-  expect_ok(run_slm("tokenizer train -i " + q(corpus) + " --vocab 300 -o " + q(dir / "tok.gguf")), "tokenizer");
-  expect_ok(run_slm("data prepare -i " + q(corpus) + " -t " + q(dir / "tok.gguf") + " -o " + q(data)), "prepare");
+  expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 300 -o " + test::quote(dir / "tok.gguf")), "tokenizer");
+  expect_ok(run_slm("data prepare -i " + test::quote(corpus) + " -t " + test::quote(dir / "tok.gguf") + " -o " + test::quote(data)), "prepare");
   write_text(dir / "c.toml", data_config(data, dir / "run"));
 
   // A truncated shard: the checksum / size check names it.
@@ -747,8 +746,8 @@ TEST(TrainCli, InitFromStartsFromTheModelAndRefusesMismatches) {
   TempDir dir;
   const fs::path corpus = dir / "corpus.txt", data = dir / "data";
   write_text(corpus, make_corpus());
-  expect_ok(run_slm("tokenizer train -i " + q(corpus) + " --vocab 300 -o " + q(dir / "tok.gguf")), "tokenizer");
-  expect_ok(run_slm("data prepare -i " + q(corpus) + " -t " + q(dir / "tok.gguf") + " -o " + q(data) +
+  expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 300 -o " + test::quote(dir / "tok.gguf")), "tokenizer");
+  expect_ok(run_slm("data prepare -i " + test::quote(corpus) + " -t " + test::quote(dir / "tok.gguf") + " -o " + test::quote(data) +
                     " --val-fraction 0.1"),
             "data prepare");
   write_text(dir / "base.toml", data_config(data, dir / "base"));
@@ -756,22 +755,22 @@ TEST(TrainCli, InitFromStartsFromTheModelAndRefusesMismatches) {
   const double base_last = read_log(dir / "base" / "log.jsonl").steps.at(20).loss;
 
   write_text(dir / "tune.toml", data_config(data, dir / "tune"));
-  expect_ok(run_slm(train_args(dir / "tune.toml", "--set init_from=" + q(dir / "base" / "model.gguf"))), "tune run");
+  expect_ok(run_slm(train_args(dir / "tune.toml", "--set init_from=" + test::quote(dir / "base" / "model.gguf"))), "tune run");
   const double tune_first = read_log(dir / "tune" / "log.jsonl").steps.at(1).loss;
   EXPECT_LT(tune_first, std::log(300.0) - 0.5) << "the run must start from the trained weights";
   EXPECT_NEAR(tune_first, base_last, 0.5);
 
   write_text(dir / "wide.toml", data_config(data, dir / "wide"));
-  expect_error(run_slm(train_args(dir / "wide.toml", "--set dim=64 --set init_from=" + q(dir / "base" / "model.gguf"))),
+  expect_error(run_slm(train_args(dir / "wide.toml", "--set dim=64 --set init_from=" + test::quote(dir / "base" / "model.gguf"))),
                {"init_from", "shape"}, "shape mismatch");
   const fs::path other = fs::path(SLM_SOURCE_DIR) / "models" / "slm-brown-small-1m.gguf";
   if (fs::exists(other)) {
     write_text(dir / "other.toml", data_config(data, dir / "other"));
-    expect_error(run_slm(train_args(dir / "other.toml", "--set init_from=" + q(other))),
+    expect_error(run_slm(train_args(dir / "other.toml", "--set init_from=" + test::quote(other))),
                  {"init_from", "different tokenizer"}, "tokenizer mismatch");
   }
   write_text(dir / "none.toml", data_config(data, dir / "none"));
-  expect_error(run_slm(train_args(dir / "none.toml", "--set init_from=" + q(dir / "missing.gguf"))),
+  expect_error(run_slm(train_args(dir / "none.toml", "--set init_from=" + test::quote(dir / "missing.gguf"))),
                {"missing.gguf"}, "missing file");
 }
 
