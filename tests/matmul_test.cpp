@@ -225,6 +225,45 @@ TEST(Matmul, Avx512FloatMatchesAvx2) {
     }
   }
 }
+// Several weights sharing the input in one call (Q/K/V, gate/up): each output is bit for bit what
+// a call of its own gives, with weights of different types (each activation form made once) and
+// row counts that are not multiples of 16, at 1 to 3 threads; mismatched shapes are refused.
+TEST(Matmul, MultiEqualsSeparateCallsBitwise) {
+  const int64_t cols = 512;
+  const Weights a = make_weights(DType::Q8_0, 37, cols, 11), b = make_weights(DType::Q4_K, 50, cols, 12),
+                c = make_weights(DType::F16, 16, cols, 13);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t m : {1, 3, 8, 17}) {
+      SCOPED_TRACE(::testing::Message() << "m=" << m << " threads=" << threads);
+      const auto x = make_input(m, cols, static_cast<uint32_t>(m));
+      std::vector<float> ya(static_cast<size_t>(m * 37)), yb(static_cast<size_t>(m * 50)), yc(static_cast<size_t>(m * 16));
+      const WeightView ws[3] = {a.view, b.view, c.view};
+      float* const ys[3] = {ya.data(), yb.data(), yc.data()};
+      matmul_multi(pool, ws, x.data(), m, ys);
+      std::vector<float> one(ya.size());
+      matmul(pool, a.view, x.data(), m, one.data());
+      EXPECT_EQ(ya, one);
+      one.resize(yb.size());
+      matmul(pool, b.view, x.data(), m, one.data());
+      EXPECT_EQ(yb, one);
+      one.resize(yc.size());
+      matmul(pool, c.view, x.data(), m, one.data());
+      EXPECT_EQ(yc, one);
+    }
+  }
+  ThreadPool pool(2);
+  const Weights narrow = make_weights(DType::Q8_0, 4, 256, 14);
+  const auto x = make_input(1, cols, 1);
+  std::vector<float> y1(64), y2(64);
+  const WeightView mixed[2] = {a.view, narrow.view};
+  float* const outs[2] = {y1.data(), y2.data()};
+  EXPECT_THROW(matmul_multi(pool, mixed, x.data(), 1, outs), Error);
+  float* const one_out[1] = {y1.data()};
+  EXPECT_THROW(matmul_multi(pool, mixed, x.data(), 1, one_out), Error);
+}
+
+
 
 // With AVX-512F, a float-weight product of m rows gives each row exactly (bit for bit) what the
 // decode kernel (m = 1) gives it, for any m and 1 or 2 threads, when rows are a multiple of 16:

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <span>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -86,46 +87,70 @@ void activation_roundtrip(DType t, const float* x, int64_t n, float* out) {
 }
 
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t m, float* y) {
-  check(w, x, m, y, "matmul");
-  if (w.rows == 0 || m == 0) return;
-  if (w.cols == 0) {
-    std::fill(y, y + m * w.rows, 0.0f);
-    return;
+  matmul_multi(pool, std::span<const WeightView>(&w, 1), x, m, std::span<float* const>(&y, 1));
+}
+
+void matmul_multi(ThreadPool& pool, std::span<const WeightView> ws, const float* x, int64_t m,
+                  std::span<float* const> ys) {
+  constexpr size_t kMax = 4;
+  if (ws.size() != ys.size() || ws.empty() || ws.size() > kMax)
+    throw Error("matmul: 1 to " + std::to_string(kMax) + " weights, one output each");
+  for (size_t i = 0; i < ws.size(); ++i) {
+    check(ws[i], x, m, ys[i], "matmul");
+    if (ws[i].cols != ws[0].cols) throw Error("matmul: weights of one call must share their column count");
   }
-  MatmulTask task;
-  task.w = w;
-  task.m = m;
-  task.y = y;
-  const ActKind kind = activation_kind(w.type);
-  if (kind == ActKind::Float) {
-    task.x = x;
-    task.x_stride = static_cast<size_t>(w.cols) * sizeof(float);
-  } else {
-    // Scratch of the calling thread, reused across calls (decode makes hundreds per token).
-    thread_local std::vector<unsigned char> act;
-    const size_t stride = activation_row_bytes(kind, w.cols);
-    if (act.size() < stride * static_cast<size_t>(m)) act.resize(stride * static_cast<size_t>(m));
-    unsigned char* a = act.data();
-    const int64_t cols = w.cols;
-    if (m >= 16 && pool.size() > 1) {
-      pool.parallel_for(m, 1, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) quantize_act(kind, x + i * cols, cols, a + i * stride);
-      });
-    } else {
-      for (int64_t i = 0; i < m; ++i) quantize_act(kind, x + i * cols, cols, a + i * stride);
+  if (m == 0) return;
+  const int64_t cols = ws[0].cols;
+  // The input in each activation form the weights need, quantized once per call on scratch of
+  // the calling thread, reused across calls (decode makes hundreds per token).
+  thread_local std::vector<unsigned char> act[3];
+  const void* act_x[3] = {x, nullptr, nullptr};
+  size_t act_stride[3] = {static_cast<size_t>(cols) * sizeof(float), 0, 0};
+  MatmulTask tasks[kMax];
+  // Output rows of all the weights as one range, each weight starting at a multiple of 16, so
+  // that a weight's chunks split its rows exactly as a call of its own would.
+  int64_t offset[kMax + 1] = {0};
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const WeightView& w = ws[i];
+    const ActKind kind = activation_kind(w.type);
+    const int k = static_cast<int>(kind);
+    if (!act_x[k] && cols > 0) {
+      const size_t stride = activation_row_bytes(kind, cols);
+      if (act[k].size() < stride * static_cast<size_t>(m)) act[k].resize(stride * static_cast<size_t>(m));
+      unsigned char* a = act[k].data();
+      if (m >= 16 && pool.size() > 1) {
+        pool.parallel_for(m, 1, [&](int64_t i0, int64_t i1) {
+          for (int64_t r = i0; r < i1; ++r) quantize_act(kind, x + r * cols, cols, a + r * stride);
+        });
+      } else {
+        for (int64_t r = 0; r < m; ++r) quantize_act(kind, x + r * cols, cols, a + r * stride);
+      }
+      act_x[k] = a;
+      act_stride[k] = stride;
     }
-    task.x = a;
-    task.x_stride = stride;
+    tasks[i] = MatmulTask{w, act_x[k], act_stride[k], m, ys[i]};
+    if (cols == 0) std::fill(ys[i], ys[i] + m * w.rows, 0.0f);
+    offset[i + 1] = offset[i] + (w.rows + 15) / 16 * 16;
   }
+  if (cols == 0) return;
   const bool avx2 = use_avx2();
+  const size_t n = ws.size();
   auto rows = [&](int64_t r0, int64_t r1) {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t a = std::max(r0, offset[i]) - offset[i];
+      const int64_t b = std::min(r1 - offset[i], tasks[i].w.rows);
+      if (a >= b) continue;
 #ifdef SLM_HAVE_AVX2_KERNELS
-    if (avx2) return matmul_rows_avx2(task, r0, r1);
+      if (avx2) {
+        matmul_rows_avx2(tasks[i], a, b);
+        continue;
+      }
 #endif
-    matmul_rows_scalar(task, r0, r1);
+      matmul_rows_scalar(tasks[i], a, b);
+    }
   };
   // Grain 16 keeps chunk edges off shared cache lines of y and matches the 4-row micro-kernels.
-  pool.parallel_for(w.rows, 16, rows);
+  pool.parallel_for(offset[n], 16, rows);
 }
 
 void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -23,6 +24,13 @@ struct WeightView {
 // both row-major float. m = 1 is the decode case (matrix-vector); larger m is prefill.
 // Runs on `pool` (its threads split the output rows).
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t m, float* y);
+
+// Several products of the same input in one parallel region: ys[i] = x · ws[i]^T for up to 4
+// weights sharing their column count (Q, K and V; gate and up). Each output equals, bit for bit,
+// what matmul() gives it alone; fewer, larger parallel regions matter for small models, whose
+// single products take about as long as waking the pool's other threads.
+void matmul_multi(ThreadPool& pool, std::span<const WeightView> ws, const float* x, int64_t m,
+                  std::span<float* const> ys);
 
 // Single-threaded reference of the same product: dequantize each row, dot in double. For tests.
 void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);

@@ -210,9 +210,11 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
 
     // Attention block: x += Wo · attention(rope(Wq·xn), cache ∪ rope(Wk·xn), cache ∪ Wv·xn).
     rmsnorm(s.x.data(), L.attn_norm.data(), m, dim, c.norm_eps, s.xn.data());
-    matmul(pool_, L.wq, s.xn.data(), m, s.q.data());
-    matmul(pool_, L.wk, s.xn.data(), m, s.k.data());
-    matmul(pool_, L.wv, s.xn.data(), m, s.v.data());
+    {
+      const WeightView qkv[3] = {L.wq, L.wk, L.wv};
+      float* const out[3] = {s.q.data(), s.k.data(), s.v.data()};
+      matmul_multi(pool_, qkv, s.xn.data(), m, out);
+    }
     if (!L.bq.empty()) {
       add_bias(s.q.data(), L.bq.data(), m, q_dim);
       add_bias(s.k.data(), L.bk.data(), m, kv_dim);
@@ -252,8 +254,11 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
 
     // Feed-forward block: x += W_down · (silu(W_gate·xn) * (W_up·xn)).
     rmsnorm(s.x.data(), L.ffn_norm.data(), m, dim, c.norm_eps, s.xn.data());
-    matmul(pool_, L.w_gate, s.xn.data(), m, s.gate.data());
-    matmul(pool_, L.w_up, s.xn.data(), m, s.up.data());
+    {
+      const WeightView gate_up[2] = {L.w_gate, L.w_up};
+      float* const out[2] = {s.gate.data(), s.up.data()};
+      matmul_multi(pool_, gate_up, s.xn.data(), m, out);
+    }
     silu_mul(s.gate.data(), s.up.data(), m * c.ffn_dim);
     matmul(pool_, L.w_down, s.gate.data(), m, s.tmp.data());
     add_inplace(s.x.data(), s.tmp.data(), m * dim);
