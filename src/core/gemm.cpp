@@ -106,6 +106,10 @@ bool use_own_gemm() {
 }
 bool set_use_own_gemm(bool on) { return own_gemm_flag().exchange(on); }
 
+void gemm_prepare() {
+  if (!use_own_gemm()) blas();
+}
+
 const char* blas_name() {
   const Blas& b = blas();
   if (b.config) return b.config();

@@ -28,6 +28,10 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                  float alpha = 1.0f);
 
+// Loads the system BLAS now (on the calling thread, before parallel regions race to it) when the
+// products will need it, i.e. unless the built-in kernels serve them. Cheap after the first call.
+void gemm_prepare();
+
 // Name of the BLAS library in use ("OpenBLAS 0.3.21 ..." or "reference BLAS"), for bench reports
 // (loads it; the built-in kernels may be the ones in use, see use_own_gemm()).
 const char* blas_name();

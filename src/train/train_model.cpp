@@ -167,7 +167,7 @@ TrainModel::TrainModel(const ModelConfig& c) : config_(c), layout_(c) {
   params_.assign(static_cast<size_t>(layout_.total()), 0.0f);
   grads_.assign(static_cast<size_t>(layout_.total()), 0.0f);
   act_ = std::make_unique<TrainActivations>();
-  (void)blas_name();  // loads the BLAS now, on one thread, before any parallel region needs it
+  gemm_prepare();  // loads the BLAS now if the products need it, before any parallel region
 }
 
 TrainModel::~TrainModel() = default;
