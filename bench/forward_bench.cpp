@@ -4,7 +4,8 @@
 // truncates the KV cache back to the prefix, so every call sees the same context.
 // Reports median_ms and min_ms over all timed calls (the median is robust on a shared machine);
 // compare n > 1 with n = 1 of the same run and thread count (the goal: n = 5 within 1.5x n = 1).
-// Model: $SLM_BENCH_MODEL, else models/slm-brown-large-10m.gguf of this source tree.
+// Model: $SLM_BENCH_MODEL, else models/slm-brown-large-10m.gguf of this source tree; positions
+// already in the cache: $SLM_BENCH_CONTEXT (64).
 // Run: build/bench/forward_bench [--benchmark_filter=forward/5/1]
 //   args: forward/<n new tokens>/<threads>; KV cache f32 (the CLI default).
 #include <benchmark/benchmark.h>
@@ -25,7 +26,12 @@
 namespace slm {
 namespace {
 
-constexpr int64_t kContext = 64;  // positions in the cache before each timed call
+// Positions in the cache before each timed call: $SLM_BENCH_CONTEXT, else 64.
+const int64_t kContext = [] {
+  const char* c = std::getenv("SLM_BENCH_CONTEXT");
+  const long v = c ? std::strtol(c, nullptr, 10) : 64;
+  return v >= 1 && v <= 100000 ? static_cast<int64_t>(v) : int64_t{64};
+}();
 
 std::string model_path() {
   if (const char* p = std::getenv("SLM_BENCH_MODEL")) return p;

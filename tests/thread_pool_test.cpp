@@ -2,7 +2,10 @@
 // themselves, and back-to-back jobs (thousands, as decoding makes) never mix up.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -29,6 +32,25 @@ TEST(ThreadPool, ParallelForCoversEachIndexOnce) {
       }
     }
   }
+}
+
+TEST(ThreadPool, ParallelForChunksShrinkTowardTheEnd) {
+  ThreadPool pool(2);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  pool.parallel_for(800, 1, [&](int64_t b, int64_t e) {
+    std::lock_guard lock(mu);
+    chunks.emplace_back(b, e);
+  });
+  std::sort(chunks.begin(), chunks.end());
+  ASSERT_GE(chunks.size(), 4u);
+  for (size_t i = 1; i < chunks.size(); ++i) {
+    EXPECT_EQ(chunks[i].first, chunks[i - 1].second);
+    EXPECT_LE(chunks[i].second - chunks[i].first, chunks[i - 1].second - chunks[i - 1].first);
+  }
+  // 8 chunks, edges at 800 * (1 - (1 - c/8)^2): 188 first, 12 last.
+  EXPECT_EQ(chunks.front().second - chunks.front().first, 188);
+  EXPECT_EQ(chunks.back().second - chunks.back().first, 12);
 }
 
 TEST(ThreadPool, RunCallsEveryIndexOnceAndExclusively) {

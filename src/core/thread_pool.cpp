@@ -130,10 +130,16 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   struct Job {
     int64_t n, grain, blocks, chunks;
     const std::function<void(int64_t, int64_t)>* fn;
+    // Chunk c starts at block blocks * (1 - (1 - c/chunks)^2): large chunks first, small ones
+    // last, so that the thread finishing last waits on a small chunk.
+    int64_t edge(int64_t c) const {
+      const __int128 left = chunks - c;
+      return blocks - static_cast<int64_t>(blocks * left * left / (static_cast<__int128>(chunks) * chunks));
+    }
   } job{n, grain, blocks, chunks, &fn};
   const Job* j = &job;
   run_tasks(chunks, [j](int64_t c) {
-    const int64_t b0 = j->blocks * c / j->chunks, b1 = j->blocks * (c + 1) / j->chunks;
+    const int64_t b0 = j->edge(c), b1 = j->edge(c + 1);
     const int64_t begin = b0 * j->grain, end = std::min(j->n, b1 * j->grain);
     if (begin < end) (*j->fn)(begin, end);
   });

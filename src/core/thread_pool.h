@@ -34,7 +34,8 @@ class ThreadPool {
   void run(const std::function<void(int)>& fn);
 
   // Splits [0, n) into contiguous chunks aligned to `grain` (the last may be shorter), a few per
-  // thread, and runs fn(begin, end) for each chunk on whichever thread is free.
+  // thread, and runs fn(begin, end) for each chunk on whichever thread is free. Chunks shrink
+  // from first to last, so the call does not end waiting on one thread's large last chunk.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:

@@ -66,6 +66,9 @@ class BatchEngine : public Engine {
   void release(Slot& slot, const std::string& reason);
   // After a forward step: sample the slot's next token from its logits and emit it.
   void after_logits(Slot& slot);
+  // Hands the slot's new output (the text gathered from its emitter, the new tokens and their
+  // log-probability) to its request, in one emit.
+  void hand_over(Slot& slot, const TokenLogprob* logprob, int64_t new_tokens);
   void finish_embedding(Slot& slot);
   // Frees the slot, then tells the request (finish(state)).
   void finish_and_free(Slot& slot, const std::function<void(RequestState&)>& finish);
