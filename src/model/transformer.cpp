@@ -67,6 +67,7 @@ struct ForwardScratch {
     int n_threads;
     float* scores;
     int64_t score_cap;
+    int64_t heads_per_task = 1;  // `group` (a kv head's query heads together) or 1
   } job{};
 
   void reserve(const ModelConfig& c, int64_t n) {
@@ -88,21 +89,27 @@ struct ForwardScratch {
 
 namespace {
 
-// Task i of n * n_heads: position i / n_heads, head i % n_heads. Threads take tasks round-robin,
-// which spreads the causal triangle's long and short rows evenly.
+// Task i of n * n_heads / heads_per_task: position i / tasks_per_row, then heads_per_task
+// consecutive heads. With heads_per_task = group, the query heads that share a kv head run one
+// after another on one thread (its keys and values come from memory once, then from L1); with
+// 1 (too few tasks otherwise, e.g. decoding one sequence of a model with one kv head), heads
+// spread over the threads. Threads take tasks round-robin, which spreads the causal triangle's
+// long and short rows evenly. Each head's result is the same either way.
 void run_attention_tasks(const ForwardScratch::AttentionJob& j, int thread) {
   float* scores = j.scores + static_cast<size_t>(thread) * j.score_cap;
-  const int64_t tasks = j.n * j.n_heads;
+  const int64_t per_row = j.n_heads / j.heads_per_task;
+  const int64_t tasks = j.n * per_row;
   for (int64_t t = thread; t < tasks; t += j.n_threads) {
-    const int64_t i = t / j.n_heads, h = t % j.n_heads;
+    const int64_t i = t / per_row, h0 = t % per_row * j.heads_per_task;
     const int32_t seq = j.row_seq[i];
     const DType type = j.kv_type[seq];
     const size_t elem = type == DType::F32 ? 4 : 2;
-    const int64_t kv_off = (h / j.group) * j.head_dim;  // GQA: `group` query heads per kv head
-    const auto* kb = static_cast<const uint8_t*>(j.k0[seq]) + static_cast<size_t>(kv_off) * elem;
-    const auto* vb = static_cast<const uint8_t*>(j.v0[seq]) + static_cast<size_t>(kv_off) * elem;
-    attention_head(j.q + i * j.q_dim + h * j.head_dim, kb, vb, j.stride, type, j.row_pos[i] + 1,
-                   j.head_dim, j.scale, scores, j.att + i * j.q_dim + h * j.head_dim);
+    const size_t kv_off = static_cast<size_t>(h0 / j.group * j.head_dim) * elem;  // GQA
+    const auto* kb = static_cast<const uint8_t*>(j.k0[seq]) + kv_off;
+    const auto* vb = static_cast<const uint8_t*>(j.v0[seq]) + kv_off;
+    for (int64_t h = h0; h < h0 + j.heads_per_task; ++h)
+      attention_head(j.q + i * j.q_dim + h * j.head_dim, kb, vb, j.stride, type, j.row_pos[i] + 1,
+                     j.head_dim, j.scale, scores, j.att + i * j.q_dim + h * j.head_dim);
   }
 }
 
@@ -239,6 +246,8 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
     j = {s.q.data(), s.att.data(), s.row_seq.data(), s.row_pos.data(), s.seq_k0.data(),
          s.seq_v0.data(), s.seq_type.data(), kv_dim, m, c.n_heads, c.n_heads / c.n_kv_heads, hd,
          q_dim, 1.0f / std::sqrt(static_cast<float>(hd)), threads, s.scores.data(), s.score_cap};
+    const int64_t group = c.n_heads / c.n_kv_heads;
+    j.heads_per_task = m * c.n_kv_heads >= 2 * threads ? group : 1;
     // Multiply-adds: each row and head reads its attended positions' keys and values.
     const int64_t work = attention_positions * c.n_heads * hd * 2;
     if (threads == 1 || work < kSerialAttentionWork) {
