@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -29,8 +30,14 @@ namespace {
 // Positions in the cache before each timed call: $SLM_BENCH_CONTEXT, else 64.
 const int64_t kContext = [] {
   const char* c = std::getenv("SLM_BENCH_CONTEXT");
-  const long v = c ? std::strtol(c, nullptr, 10) : 64;
-  return v >= 1 && v <= 100000 ? static_cast<int64_t>(v) : int64_t{64};
+  if (!c) return int64_t{64};
+  char* end = nullptr;
+  const long v = std::strtol(c, &end, 10);
+  if (end == c || *end != '\0' || v < 1 || v > 100000) {
+    std::fprintf(stderr, "forward_bench: SLM_BENCH_CONTEXT must be a whole number from 1 to 100000, got \"%s\"\n", c);
+    std::exit(2);
+  }
+  return static_cast<int64_t>(v);
 }();
 
 std::string model_path() {

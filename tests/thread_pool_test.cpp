@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"

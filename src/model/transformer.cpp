@@ -89,8 +89,8 @@ struct ForwardScratch {
 
 namespace {
 
-// Task i of n * n_heads / heads_per_task: position i / tasks_per_row, then heads_per_task
-// consecutive heads. With heads_per_task = group, the query heads that share a kv head run one
+// Task i of n * per_row (per_row = n_heads / heads_per_task): position i / per_row, then
+// heads_per_task consecutive heads. With heads_per_task = group, the query heads that share a kv head run one
 // after another on one thread (its keys and values come from memory once, then from L1); with
 // 1 (too few tasks otherwise, e.g. decoding one sequence of a model with one kv head), heads
 // spread over the threads. Threads take tasks round-robin, which spreads the causal triangle's
@@ -246,8 +246,7 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
     j = {s.q.data(), s.att.data(), s.row_seq.data(), s.row_pos.data(), s.seq_k0.data(),
          s.seq_v0.data(), s.seq_type.data(), kv_dim, m, c.n_heads, c.n_heads / c.n_kv_heads, hd,
          q_dim, 1.0f / std::sqrt(static_cast<float>(hd)), threads, s.scores.data(), s.score_cap};
-    const int64_t group = c.n_heads / c.n_kv_heads;
-    j.heads_per_task = m * c.n_kv_heads >= 2 * threads ? group : 1;
+    j.heads_per_task = m * c.n_kv_heads >= 2 * threads ? j.group : 1;
     // Multiply-adds: each row and head reads its attended positions' keys and values.
     const int64_t work = attention_positions * c.n_heads * hd * 2;
     if (threads == 1 || work < kSerialAttentionWork) {
