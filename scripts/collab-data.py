@@ -47,11 +47,16 @@ def shard_paragraphs(tokenizer, shard):
 
 
 def openings(paragraphs, words, count):
+    """(chosen, rest): the openings of `count` paragraphs evenly spread over the split
+    (deterministic), and those of all the other paragraphs, minus any equal to a chosen one."""
     usable = [p.split() for p in paragraphs if len(p.split()) >= 2 * words]
     if len(usable) < count:
         sys.exit("only %d paragraphs of at least %d words, %d wanted" % (len(usable), 2 * words, count))
-    step = len(usable) / count  # evenly spread over the split, deterministic
-    return [" ".join(usable[int(i * step)][:words]) for i in range(count)]
+    step = len(usable) / count
+    picked = {int(i * step) for i in range(count)}
+    chosen = [" ".join(usable[int(i * step)][:words]) for i in range(count)]
+    rest = [" ".join(p[:words]) for i, p in enumerate(usable) if i not in picked]
+    return chosen, [r for r in rest if r not in set(chosen)]
 
 
 def write_atomic(path, text):
@@ -91,10 +96,12 @@ def main():
     tok = os.path.join(a.data_dir, "tokenizer.gguf")
     os.makedirs(a.out_dir, exist_ok=True)
     for split, n in (("val", a.val), ("train", a.train)):
-        lines = openings(shard_paragraphs(tok, os.path.join(a.data_dir, split + ".bin")), a.words, n)
-        path = os.path.join(a.out_dir, "prompts-%s.txt" % split)
-        write_atomic(path, "\n".join(lines) + "\n")
-        print("%s: %d prompts" % (path, len(lines)))
+        lines, rest = openings(shard_paragraphs(tok, os.path.join(a.data_dir, split + ".bin")), a.words, n)
+        outputs = [("prompts-%s.txt" % split, lines)] + ([("prompts-calib.txt", rest)] if split == "val" else [])
+        for name, out in outputs:
+            path = os.path.join(a.out_dir, name)
+            write_atomic(path, "\n".join(out) + "\n")
+            print("%s: %d prompts" % (path, len(out)))
 
 
 if __name__ == "__main__":

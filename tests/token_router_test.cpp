@@ -503,6 +503,35 @@ TEST_F(RouterWithModels, LabelsMatchRecomputationFromScratch) {
   EXPECT_EQ(set.disagreements(), disagreements);
 }
 
+// The "disagree" rule labels every disagreement and nothing else, on the same positions and
+// features as the bigram rule, and runs no fork.
+TEST_F(RouterWithModels, DisagreeRuleLabelsEveryDisagreement) {
+  auto sm = Model::load(small_), lm = Model::load(large_);
+  ThreadPool pool(1);
+  Transformer ts(*sm, pool), tl(*lm, pool);
+  const std::vector<std::vector<int32_t>> prompts = {{72, 101, 108, 108, 111}, {84, 104, 101, 32}};
+  RouterLabelParams lp;
+  lp.tokens = 10;
+  lp.horizon = 4;
+  RouterLabelSet bigram, disagree;
+  label_positions(ts, tl, prompts, lp, bigram);
+  lp.rule = RouterLabelRule::kDisagree;
+  label_positions(ts, tl, prompts, lp, disagree);
+  ASSERT_EQ(disagree.size(), bigram.size());
+  EXPECT_EQ(disagree.features, bigram.features);
+  EXPECT_GT(disagree.disagreements(), bigram.divergent()) << "some disagreements of random models re-join";
+  for (int64_t i = 0; i < disagree.size(); ++i) {
+    const RouterPosition &d = disagree.positions[static_cast<size_t>(i)], &b = bigram.positions[static_cast<size_t>(i)];
+    EXPECT_EQ(d.small_token, b.small_token);
+    EXPECT_EQ(d.large_token, b.large_token);
+    EXPECT_EQ(d.label, d.disagree ? 1 : 0);
+    EXPECT_TRUE(d.alternative.empty());
+  }
+  EXPECT_EQ(parse_router_label_rule("disagree"), RouterLabelRule::kDisagree);
+  EXPECT_STREQ(router_label_rule_name(parse_router_label_rule("bigram-rejoin")), "bigram-rejoin");
+  EXPECT_NE(error_of([] { parse_router_label_rule("diverge"); }).find("bigram-rejoin or disagree"), std::string::npos);
+}
+
 TEST_F(RouterWithModels, SameModelTwiceNeverDisagrees) {
   auto sm = Model::load(small_);
   ThreadPool pool(1);
@@ -528,7 +557,7 @@ TEST_F(RouterWithModels, CliTrainsARouterThatLoads) {
                                   prompts + "' -o '" + out + "' -n 6 --horizon 3 --hidden 4 --epochs 5 -t 1 --labels-out '" +
                                   labels + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  EXPECT_NE(r.out.find("labels: 4 prompts, 24 positions"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("labels (bigram-rejoin): 4 prompts, 24 positions"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("AUC"), std::string::npos) << r.out;
   const TokenRouter router = TokenRouter::load(out);
   EXPECT_EQ(router.config().model_dim, 32);
@@ -547,6 +576,14 @@ TEST_F(RouterWithModels, CliTrainsARouterThatLoads) {
     }
   }
   EXPECT_EQ(lines, 24);
+  EXPECT_EQ(router.config().labels.rule, "bigram-rejoin");
+  // The other label rule is recorded in the file.
+  const std::string out2 = (*dir_ / "router-disagree.gguf").string();
+  const CommandResult r2 = run_slm("collab router train --small '" + small_ + "' --large '" + large_ + "' --prompts '" +
+                                   prompts + "' -o '" + out2 + "' -n 6 --hidden 0 --epochs 2 -t 1 --label-rule disagree");
+  ASSERT_EQ(r2.exit_code, 0) << r2.err << r2.out;
+  EXPECT_NE(r2.out.find("labels (disagree): 4 prompts, 24 positions"), std::string::npos) << r2.out;
+  EXPECT_EQ(TokenRouter::load(out2).config().labels.rule, "disagree");
 
   // score: the router's probability after each token, as the library computes it.
   const CommandResult sc = run_slm("collab router score --router '" + out + "' --small '" + small_ +
@@ -586,6 +623,9 @@ TEST_F(RouterWithModels, CliRefusesBadInput) {
     EXPECT_LT(r.exit_code, 128);
     EXPECT_NE(r.err.find("slm-brown-6m.gguf"), std::string::npos) << r.err;
   }
+  r = run_slm(base + " --large '" + large_ + "' --label-rule diverge");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("bigram-rejoin or disagree"), std::string::npos) << r.err;
   // Training parameters are checked before any labelling.
   r = run_slm(base + " --large '" + large_ + "' --lr 0");
   EXPECT_NE(r.exit_code, 0);

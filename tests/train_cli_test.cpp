@@ -774,5 +774,60 @@ TEST(TrainCli, InitFromStartsFromTheModelAndRefusesMismatches) {
                {"missing.gguf"}, "missing file");
 }
 
+// The "kl" of each step line of a log (distillation runs), by step.
+std::map<int64_t, double> read_kl(const fs::path& p) {
+  std::map<int64_t, double> out;
+  std::istringstream in(read_text(p));
+  for (std::string line; std::getline(in, line);) {
+    const Json j = Json::parse(line);
+    if (j.contains("kl")) out[j.at("step").get<int64_t>()] = j["kl"].get<double>();
+  }
+  return out;
+}
+
+TEST(TrainCli, TeacherDistillationRunsTheTeacherAndRefusesMismatches) {
+  TempDir dir;
+  const fs::path corpus = dir / "corpus.txt", data = dir / "data";
+  write_text(corpus, make_corpus());
+  expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 300 -o " + test::quote(dir / "tok.gguf")), "tokenizer");
+  expect_ok(run_slm("data prepare -i " + test::quote(corpus) + " -t " + test::quote(dir / "tok.gguf") + " -o " + test::quote(data) +
+                    " --val-fraction 0.1"),
+            "data prepare");
+  // A wider teacher (another shape than the student's).
+  write_text(dir / "teacher.toml", data_config(data, dir / "teacher"));
+  expect_ok(run_slm(train_args(dir / "teacher.toml", "--set dim=64")), "teacher run");
+  const fs::path teacher = dir / "teacher" / "model.gguf";
+
+  // A fresh student learns towards it: the KL falls.
+  write_text(dir / "student.toml", data_config(data, dir / "student"));
+  expect_ok(run_slm(train_args(dir / "student.toml", "--set teacher=" + test::quote(teacher) + " --set distill_weight=0.7")),
+            "student run");
+  const std::map<int64_t, double> kl = read_kl(dir / "student" / "log.jsonl");
+  ASSERT_EQ(kl.size(), 20u) << "every step logs the KL";
+  EXPECT_GT(kl.at(1), 0.5) << "a random student is far from the trained teacher";
+  EXPECT_LT(kl.at(20), 0.7 * kl.at(1));
+
+  // The teacher's logits are the ones the engine computes: a student started from the teacher's
+  // own weights starts at KL 0.
+  write_text(dir / "self.toml", data_config(data, dir / "self"));
+  expect_ok(run_slm(train_args(dir / "self.toml", "--set dim=64 --set steps=2 --set init_from=" + test::quote(teacher) +
+                                                      " --set teacher=" + test::quote(teacher))),
+            "self run");
+  EXPECT_LT(read_kl(dir / "self" / "log.jsonl").at(1), 1e-4);
+
+  const fs::path other = fs::path(SLM_SOURCE_DIR) / "models" / "slm-brown-small-1m.gguf";
+  if (fs::exists(other)) {
+    write_text(dir / "other.toml", data_config(data, dir / "other"));
+    expect_error(run_slm(train_args(dir / "other.toml", "--set teacher=" + test::quote(other))),
+                 {"teacher", "different tokenizer"}, "tokenizer mismatch");
+  }
+  write_text(dir / "none.toml", data_config(data, dir / "none"));
+  expect_error(run_slm(train_args(dir / "none.toml", "--set teacher=" + test::quote(dir / "missing.gguf"))),
+               {"missing.gguf"}, "missing file");
+  write_text(dir / "weight.toml", data_config(data, dir / "weight"));
+  expect_error(run_slm(train_args(dir / "weight.toml", "--set distill_weight=1.5 --set teacher=" + test::quote(teacher))),
+               {"distill_weight"}, "weight out of range");
+}
+
 }  // namespace
 }  // namespace slm

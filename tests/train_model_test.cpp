@@ -4,7 +4,9 @@
 // accumulation, learning-rate schedules and AdamW against hand-computed values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -150,6 +152,47 @@ TEST(TrainModel, AccumulatedMicroBatchesEqualOneBatch) {
   for (size_t i = 0; i < g1.size(); ++i) ASSERT_NEAR(m.grads()[i], g1[i], 1e-6f + 1e-5f * std::fabs(g1[i]));
 }
 
+TEST(TrainModel, DistillationGradientMatchesCentralDifferences) {
+  // Student and teacher: two random models of one shape; objective (1 - w) CE + w T^2 KL summed
+  // over the batch's positions.
+  TrainModel student(tiny_config(true, 2)), teacher(tiny_config(true, 2));
+  student.init_random(21, 0.3f);
+  teacher.init_random(22, 0.5f);
+  const int64_t B = 2, T = 5;
+  const auto tokens = random_tokens(B * (T + 1), student.config().n_vocab, 13);
+  ThreadPool pool(2);
+  teacher.forward_backward(pool, tokens.data(), B, T, 0.0f);
+  const std::vector<float> teacher_logits(teacher.logits(), teacher.logits() + B * T * student.config().n_vocab);
+  const float w = 0.6f, temp = 1.5f;
+  auto objective = [&]() {
+    double kl = 0.0;
+    const DistillTargets d{teacher_logits.data(), w, temp, &kl};
+    const double ce = student.forward_backward(pool, tokens.data(), B, T, 0.0f, &d);
+    return (1.0 - w) * ce + w * temp * temp * kl;
+  };
+  student.zero_grads();
+  double kl = 0.0;
+  const DistillTargets d{teacher_logits.data(), w, temp, &kl};
+  student.forward_backward(pool, tokens.data(), B, T, 1.0f, &d);
+  EXPECT_GT(kl, 0.1);  // two different random models
+  const std::vector<float> grads = student.grads();
+  Rng pick(5);
+  for (const ParamTensor& t : student.layout().tensors()) {
+    for (int trial = 0; trial < 3; ++trial) {
+      const int64_t i = t.offset + static_cast<int64_t>(pick.below(static_cast<uint64_t>(t.size)));
+      float& p = student.params()[static_cast<size_t>(i)];
+      const float saved = p, h = 1e-2f;
+      p = saved + h;
+      const double up = objective();
+      p = saved - h;
+      const double down = objective();
+      p = saved;
+      const double numeric = (up - down) / (2.0 * h);
+      EXPECT_NEAR(grads[static_cast<size_t>(i)], numeric, 2e-3 + 2e-2 * std::fabs(numeric)) << t.name;
+    }
+  }
+}
+
 TEST(TrainModel, RejectsOutOfRangeTokens) {
   TrainModel m(tiny_config(true, 4));
   ThreadPool pool(1);
@@ -184,6 +227,83 @@ TEST(CrossEntropy, TrainingAndEvaluationPathsAgree) {
   EXPECT_NEAR(cross_entropy_rows(row.data(), &t0, 1, 2, 1.0f), 200.0, 1e-4);
   EXPECT_NEAR(row[0], -1.0f, 1e-6f);
   EXPECT_NEAR(row[1], 1.0f, 1e-6f);
+}
+
+// The distillation objective written out in double: (1 - w) (-log q[t]) + w T^2 KL(p_T || q_T).
+double distill_objective(const std::vector<double>& z, int32_t t, const std::vector<float>& teacher, double w,
+                         double temp) {
+  auto log_softmax = [](std::vector<double> x) {
+    double mx = x[0];
+    for (double v : x) mx = std::max(mx, v);
+    double sum = 0.0;
+    for (double v : x) sum += std::exp(v - mx);
+    for (double& v : x) v -= mx + std::log(sum);
+    return x;
+  };
+  std::vector<double> zt(z.size()), tt(z.size());
+  for (size_t j = 0; j < z.size(); ++j) {
+    zt[j] = z[j] / temp;
+    tt[j] = teacher[j] / temp;
+  }
+  const std::vector<double> lq = log_softmax(z), lqt = log_softmax(zt), lpt = log_softmax(tt);
+  double kl = 0.0;
+  for (size_t j = 0; j < z.size(); ++j) kl += std::exp(lpt[j]) * (lpt[j] - lqt[j]);
+  return (1.0 - w) * -lq[static_cast<size_t>(t)] + w * temp * temp * kl;
+}
+
+TEST(DistillCrossEntropy, GradientMatchesCentralDifferencesOfTheObjective) {
+  Rng rng(11);
+  const int64_t vocab = 29;
+  for (const auto& [w, temp] : {std::pair{0.5f, 1.0f}, std::pair{0.3f, 2.0f}, std::pair{1.0f, 0.7f}}) {
+    std::vector<float> z(static_cast<size_t>(vocab)), teacher(static_cast<size_t>(vocab));
+    for (float& x : z) x = static_cast<float>(rng.normal() * 2.0);
+    for (float& x : teacher) x = static_cast<float>(rng.normal() * 2.0);
+    const int32_t target = 7;
+    std::vector<float> row = z, scratch(static_cast<size_t>(2 * vocab));
+    double kl = 0.0;
+    const double nll = distill_cross_entropy_row(row.data(), target, teacher.data(), vocab, w, temp, 1.0f,
+                                                 scratch.data(), &kl);
+    std::vector<double> zd(z.begin(), z.end());
+    // The return value is the hard part, *kl the soft part (without w T^2).
+    EXPECT_NEAR(nll, distill_objective(zd, target, teacher, 0.0, temp), 1e-5);
+    EXPECT_NEAR(kl, distill_objective(zd, target, teacher, 1.0, temp) / (temp * temp), 1e-5);
+    const double h = 1e-4;
+    for (int64_t j = 0; j < vocab; ++j) {
+      std::vector<double> up = zd, down = zd;
+      up[static_cast<size_t>(j)] += h;
+      down[static_cast<size_t>(j)] -= h;
+      const double fd = (distill_objective(up, target, teacher, w, temp) -
+                         distill_objective(down, target, teacher, w, temp)) / (2 * h);
+      EXPECT_NEAR(row[static_cast<size_t>(j)], fd, 2e-5) << "w " << w << " T " << temp << " logit " << j;
+    }
+  }
+}
+
+TEST(DistillCrossEntropy, WeightZeroIsCrossEntropyAndEqualDistributionsHaveNoKl) {
+  Rng rng(12);
+  const int64_t vocab = 301;
+  std::vector<float> z(static_cast<size_t>(vocab));
+  for (float& x : z) x = static_cast<float>(rng.normal() * 3.0);
+  std::vector<float> a = z, b = z, scratch(static_cast<size_t>(2 * vocab));
+  const int32_t target = 100;
+  double kl = -1.0;
+  const double d = distill_cross_entropy_row(a.data(), target, z.data(), vocab, 0.0f, 1.0f, 0.5f, scratch.data(), &kl);
+  const double ce = cross_entropy_rows(b.data(), &target, 1, vocab, 0.5f);
+  EXPECT_NEAR(d, ce, 1e-5 * ce);
+  EXPECT_NEAR(kl, 0.0, 1e-6);  // the teacher is the student
+  for (int64_t j = 0; j < vocab; ++j) EXPECT_NEAR(a[static_cast<size_t>(j)], b[static_cast<size_t>(j)], 1e-7f);
+  // w = 1 with the teacher equal to the student at T = 2: no gradient at all.
+  std::vector<float> c = z;
+  distill_cross_entropy_row(c.data(), target, z.data(), vocab, 1.0f, 2.0f, 1.0f, scratch.data(), &kl);
+  for (float g : c) EXPECT_NEAR(g, 0.0f, 1e-7f);
+  // A negative target: no loss, no KL, zero gradient; bad settings are errors.
+  std::vector<float> e = z;
+  EXPECT_EQ(distill_cross_entropy_row(e.data(), -1, z.data(), vocab, 0.5f, 1.0f, 1.0f, scratch.data(), &kl), 0.0);
+  EXPECT_EQ(kl, 0.0);
+  for (float g : e) EXPECT_EQ(g, 0.0f);
+  EXPECT_THROW(distill_cross_entropy_row(e.data(), vocab, z.data(), vocab, 0.5f, 1.0f, 1.0f, scratch.data(), &kl), Error);
+  EXPECT_THROW(distill_cross_entropy_row(e.data(), 0, z.data(), vocab, 1.5f, 1.0f, 1.0f, scratch.data(), &kl), Error);
+  EXPECT_THROW(distill_cross_entropy_row(e.data(), 0, z.data(), vocab, 0.5f, 0.0f, 1.0f, scratch.data(), &kl), Error);
 }
 
 TEST(LrSchedule, HandComputedValues) {

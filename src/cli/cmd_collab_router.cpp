@@ -25,7 +25,7 @@ namespace slm::cli {
 namespace {
 
 struct RouterTrainFlags {
-  std::string small, large, prompts, out, labels_out;
+  std::string small, large, prompts, out, labels_out, rule = "bigram-rejoin";
   int64_t tokens = 64, horizon = 8;
   int hidden = 32;
   RouterTrainParams train;
@@ -68,8 +68,8 @@ void write_labels(const std::string& path, const RouterLabelSet& set, const Toke
 }
 
 void print_metrics(const char* name, const RouterMetrics& m) {
-  std::printf("%-5s positions %lld (divergent %lld): loss %.4f  accuracy %.3f  AUC %.3f; at p >= 0.5: "
-              "escalates %.1f%%, catches %.1f%% of divergent\n",
+  std::printf("%-5s positions %lld (labelled 1: %lld): loss %.4f  accuracy %.3f  AUC %.3f; at p >= 0.5: "
+              "escalates %.1f%%, catches %.1f%% of those labelled 1\n",
               name, static_cast<long long>(m.n), static_cast<long long>(m.positives), m.loss, m.accuracy, m.auc,
               100.0 * m.escalated, 100.0 * m.recall);
 }
@@ -79,6 +79,7 @@ void run_router_train(const RouterTrainFlags& f) {
   if (f.horizon < 2) throw Error("--horizon must be >= 2 (the rule compares bigrams), got " + std::to_string(f.horizon));
   if (f.hidden < 0) throw Error("--hidden must be >= 0, got " + std::to_string(f.hidden));
   f.train.validate();  // before the labels, which take minutes
+  const RouterLabelRule rule = parse_router_label_rule(f.rule);
   auto small = load_model(f.small);
   auto large = load_model(f.large);
   check_shared_vocab(small->tokenizer(), "small model " + f.small, large->tokenizer(), "large model " + f.large);
@@ -93,6 +94,7 @@ void run_router_train(const RouterTrainFlags& f) {
   ThreadPool pool(f.rt.resolved_threads());
   Transformer ts(*small, pool), tl(*large, pool);
   RouterLabelParams lp;
+  lp.rule = rule;
   lp.tokens = f.tokens;
   lp.horizon = f.horizon;
   lp.top_k = kRouterDefaultTopK;
@@ -111,16 +113,22 @@ void run_router_train(const RouterTrainFlags& f) {
 
   const int64_t n = set.size(), dis = set.disagreements(), div = set.divergent();
   auto pct = [](int64_t a, int64_t b) { return b > 0 ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0; };
-  std::printf("labels: %zu prompts, %lld positions in %.1f s; small != large at %lld (%.1f%%); divergent %lld "
-              "(%.1f%% of positions, %.1f%% of disagreements), neutral disagreements %lld\n",
-              prompts.size(), static_cast<long long>(n), label_s, static_cast<long long>(dis), pct(dis, n),
-              static_cast<long long>(div), pct(div, n), pct(div, dis), static_cast<long long>(dis - div));
+  if (rule == RouterLabelRule::kBigramRejoin)
+    std::printf("labels (bigram-rejoin): %zu prompts, %lld positions in %.1f s; small != large at %lld (%.1f%%); "
+                "divergent %lld (%.1f%% of positions, %.1f%% of disagreements), neutral disagreements %lld\n",
+                prompts.size(), static_cast<long long>(n), label_s, static_cast<long long>(dis), pct(dis, n),
+                static_cast<long long>(div), pct(div, n), pct(div, dis), static_cast<long long>(dis - div));
+  else
+    std::printf("labels (disagree): %zu prompts, %lld positions in %.1f s; small != large at %lld (%.1f%%), "
+                "all labelled 1\n",
+                prompts.size(), static_cast<long long>(n), label_s, static_cast<long long>(dis), pct(dis, n));
 
   TokenRouterConfig rc;
   rc.model_dim = small->config().dim;
   rc.model_vocab = small->config().n_vocab;
   rc.top_k = lp.top_k;
   rc.hidden = f.hidden;
+  rc.labels.rule = router_label_rule_name(rule);
   rc.labels.tokens_per_prompt = f.tokens;
   rc.labels.horizon = f.horizon;
   rc.labels.small_model = f.small;
@@ -204,6 +212,10 @@ void register_collab_router(CLI::App& collab) {
   cmd->add_option("-o,--output", f->out, "router file to write (GGUF)")->required();
   cmd->add_option("-n,--tokens", f->tokens, "reference tokens (labelled positions) per prompt")->capture_default_str();
   cmd->add_option("--horizon", f->horizon, "tokens compared after a disagreement")->capture_default_str();
+  cmd->add_option("--label-rule", f->rule,
+                  "which positions the large model should produce: bigram-rejoin (disagreements whose "
+                  "continuation never re-joins the large model's) or disagree (every disagreement)")
+      ->capture_default_str();
   cmd->add_option("--hidden", f->hidden, "hidden units of the router MLP; 0 = logistic regression")->capture_default_str();
   cmd->add_option("--epochs", f->train.epochs, "training epochs")->capture_default_str();
   cmd->add_option("--lr", f->train.lr, "AdamW learning rate")->capture_default_str();

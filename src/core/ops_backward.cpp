@@ -1,5 +1,6 @@
 #include "core/ops_backward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -111,6 +112,58 @@ double cross_entropy_rows(float* logits, const int32_t* targets, int64_t n, int6
     total += std::log(sum) + mx - row[t];
   }
   return total;
+}
+
+namespace {
+
+// Copies x / T into out, softmaxes it there (the SIMD softmax inference uses) and returns the
+// log-sum-exp of x / T: the row's largest entry has probability exp(0) / sum, so
+// lse = max - log(that probability).
+double softmax_scaled(const float* x, int64_t n, float inv_t, float* out) {
+  float mx = x[0] * inv_t;
+  for (int64_t j = 0; j < n; ++j) {
+    out[j] = x[j] * inv_t;
+    mx = std::max(mx, out[j]);
+  }
+  softmax(out, n);
+  float p_max = out[0];
+  for (int64_t j = 1; j < n; ++j) p_max = std::max(p_max, out[j]);
+  return static_cast<double>(mx) - std::log(static_cast<double>(p_max));
+}
+
+}  // namespace
+
+double distill_cross_entropy_row(float* logits, int32_t target, const float* teacher_logits, int64_t vocab,
+                                 float weight, float temperature, float grad_scale, float* scratch, double* kl) {
+  if (target >= vocab)
+    throw Error("distillation: target " + std::to_string(target) + " >= vocabulary size " + std::to_string(vocab));
+  if (!(weight >= 0.0f && weight <= 1.0f)) throw Error("distillation: the weight must be in [0, 1]");
+  if (!(temperature > 0.0f)) throw Error("distillation: the temperature must be > 0");
+  *kl = 0.0;
+  if (target < 0) {
+    if (grad_scale != 0.0f) std::fill(logits, logits + vocab, 0.0f);
+    return 0.0;
+  }
+  const float inv_t = 1.0f / temperature;
+  float* p_t = scratch;  // teacher at temperature T
+  const double lse_teacher = softmax_scaled(teacher_logits, vocab, inv_t, p_t);
+  // KL(p_T || q_T) = sum_j p_j (t_j - z_j) / T - lse(t / T) + lse(z / T).
+  double cross = 0.0;
+  for (int64_t j = 0; j < vocab; ++j)
+    cross += static_cast<double>(p_t[j]) * static_cast<double>(teacher_logits[j] - logits[j]);
+  const float z_target = logits[target];
+  float* q_t = temperature != 1.0f ? scratch + vocab : logits;  // student at temperature T
+  const double lse_zt = temperature != 1.0f ? softmax_scaled(logits, vocab, inv_t, q_t) : 0.0;
+  // q in place of the logits (as cross_entropy_rows does); lse(z) from its largest entry.
+  const double lse_z = softmax_scaled(logits, vocab, 1.0f, logits);
+  *kl = std::max(0.0, cross * static_cast<double>(inv_t) - lse_teacher + (temperature != 1.0f ? lse_zt : lse_z));
+  const double nll = lse_z - static_cast<double>(z_target);
+  if (grad_scale != 0.0f) {
+    const float hard = 1.0f - weight, soft = weight * temperature;
+    for (int64_t j = 0; j < vocab; ++j) logits[j] = grad_scale * (hard * logits[j] + soft * (q_t[j] - p_t[j]));
+    logits[target] -= grad_scale * hard;
+  }
+  return nll;
 }
 
 void causal_attention_forward(const float* q, const float* k, const float* v, int64_t t,

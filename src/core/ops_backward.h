@@ -46,6 +46,18 @@ void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const
 double cross_entropy_rows(float* logits, const int32_t* targets, int64_t n, int64_t vocab,
                           float grad_scale);
 
+// Logit-level knowledge distillation of one row (Hinton et al. 2015): with q = softmax(z),
+// q_T = softmax(z / T) and p_T = softmax(teacher / T), the objective is
+//   (1 - w) * (-log q[target])  +  w * T^2 * KL(p_T || q_T)
+// whose gradient in z is (1 - w) (q - onehot(target)) + w T (q_T - p_T) (the T^2 keeps the soft
+// part's gradient on the scale of the hard part's as T grows). Returns -log q[target] (the
+// cross-entropy that validation measures) and stores KL(p_T || q_T) in *kl. `logits` is
+// overwritten: with grad_scale * that gradient, or with q when grad_scale == 0. A negative target:
+// no loss, zero gradient, *kl = 0. scratch: [2 * vocab] floats. Throws slm::Error on a target >= vocab, w outside [0, 1] or
+// T <= 0.
+double distill_cross_entropy_row(float* logits, int32_t target, const float* teacher_logits, int64_t vocab,
+                                 float weight, float temperature, float grad_scale, float* scratch, double* kl);
+
 // Causal self-attention of one head over a whole sequence of t positions:
 //   S = scale * Q K^T (masked to j <= i),  P = softmax_rows(S),  O = P V
 // q: [t, head_dim] with row stride q_stride; k, v: row stride kv_stride; probs: [t, t] out

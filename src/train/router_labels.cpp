@@ -18,6 +18,16 @@ int32_t argmax_row(const std::vector<float>& row) {
 
 }  // namespace
 
+const char* router_label_rule_name(RouterLabelRule rule) {
+  return rule == RouterLabelRule::kDisagree ? "disagree" : "bigram-rejoin";
+}
+
+RouterLabelRule parse_router_label_rule(const std::string& name) {
+  if (name == "bigram-rejoin") return RouterLabelRule::kBigramRejoin;
+  if (name == "disagree") return RouterLabelRule::kDisagree;
+  throw Error("unknown router label rule '" + name + "' (expected bigram-rejoin or disagree)");
+}
+
 bool continuations_diverge(std::span<const int32_t> reference, std::span<const int32_t> alternative) {
   std::set<std::pair<int32_t, int32_t>> bigrams;
   for (size_t i = 0; i + 1 < reference.size(); ++i) bigrams.insert({reference[i], reference[i + 1]});
@@ -92,7 +102,9 @@ void label_positions(Transformer& small, Transformer& large, const std::vector<s
       out.features.resize(off + static_cast<size_t>(F));
       router_features(srow, small.last_hidden(), params.top_k,
                       std::span<float>(out.features.data() + off, static_cast<size_t>(F)));
-      if (p.disagree) {
+      if (p.disagree && params.rule == RouterLabelRule::kDisagree) {
+        p.label = 1;
+      } else if (p.disagree) {
         // Bring the large cache to exactly prompt + y[0..t): roll back, or feed what is missing.
         if (lfed > t) {
           lkv.truncate(P + t);

@@ -14,8 +14,12 @@
 //      that comes back to the same path, e.g. "a big cat" vs "the big cat").
 // Forks share the large model's KV cache: KvCache::truncate rolls back to the fork point.
 //
-// Cost per prompt: N + m large-model steps for the reference, m more per disagreement, N small-
-// model steps.
+// The other rule ("disagree"): label 1 at every position where s_t != y_t. It is what exact
+// agreement with the large model's greedy text needs (a neutral disagreement still shifts every
+// later position); no fork is run.
+//
+// Cost per prompt: N + m large-model steps for the reference, m more per disagreement (bigram-
+// rejoin only), N small-model steps.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +37,15 @@ namespace slm {
 // token bigram. Sequences shorter than 2 tokens have no bigram, so they never re-join.
 bool continuations_diverge(std::span<const int32_t> reference, std::span<const int32_t> alternative);
 
+enum class RouterLabelRule { kBigramRejoin, kDisagree };
+
+// "bigram-rejoin" / "disagree" (the name recorded in the router file), and back; the parser
+// throws slm::Error naming the accepted names.
+const char* router_label_rule_name(RouterLabelRule rule);
+RouterLabelRule parse_router_label_rule(const std::string& name);
+
 struct RouterLabelParams {
+  RouterLabelRule rule = RouterLabelRule::kBigramRejoin;
   int64_t tokens = 64;   // N: labelled positions per prompt
   int64_t horizon = 8;   // m: tokens compared after a disagreement (>= 2)
   int top_k = 8;         // k of the router features
@@ -46,8 +58,8 @@ struct RouterPosition {
   int32_t large_token = 0;    // y_t
   int32_t small_token = 0;    // s_t
   bool disagree = false;      // s_t != y_t
-  uint8_t label = 0;          // 1: divergent
-  std::vector<int32_t> reference, alternative;  // r and a (empty when the models agree)
+  uint8_t label = 0;          // 1: the large model should produce it (divergent, or disagree)
+  std::vector<int32_t> reference, alternative;  // r and a (bigram-rejoin, when the models disagree)
 };
 
 struct RouterLabelSet {
@@ -56,7 +68,7 @@ struct RouterLabelSet {
   std::vector<RouterPosition> positions;  // [n]
   int64_t size() const { return static_cast<int64_t>(positions.size()); }
   int64_t disagreements() const;
-  int64_t divergent() const;
+  int64_t divergent() const;  // positions labelled 1
   std::vector<uint8_t> labels() const;  // [n]
 };
 

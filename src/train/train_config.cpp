@@ -50,6 +50,7 @@ const std::map<std::string, Setter>& setters() {
     SLM_INT(dim) SLM_INT(n_layers) SLM_INT(n_heads) SLM_INT(n_kv_heads) SLM_INT(ffn_dim)
     SLM_INT(vocab_size) SLM_INT(seq_len) SLM_BOOL(tie_embeddings) SLM_FLT(rope_base)
     SLM_FLT(norm_eps) SLM_FLT(init_std) SLM_STR(init_from)
+    SLM_STR(teacher) SLM_FLT(distill_weight) SLM_FLT(distill_temperature)
     SLM_INT(batch_size) SLM_INT(grad_accum) SLM_INT(steps) SLM_FLT(lr) SLM_FLT(min_lr)
     SLM_INT(warmup_steps) SLM_FLT(decay_fraction) SLM_FLT(wsdc_constant_fraction)
     SLM_FLT(weight_decay) SLM_BOOL(decay_embeddings) SLM_FLT(beta1) SLM_FLT(beta2)
@@ -183,6 +184,9 @@ void TrainConfig::validate() const {
   need(grad_clip >= 0, "grad_clip must be >= 0 (0 = off)");
   need(eval_every >= 0 && eval_batches >= 1 && checkpoint_every >= 0, "eval_every, checkpoint_every >= 0, eval_batches >= 1");
   need(init_std > 0, "init_std must be positive");
+  need(distill_weight >= 0 && distill_weight <= 1, "distill_weight must be in [0, 1]");
+  need(distill_temperature > 0 && distill_temperature <= 100, "distill_temperature must be in (0, 100]");
+  need(teacher.empty() || !random_data, "a teacher needs real data (its tokenizer must be the data's)");
   need(threads >= 0 && threads <= 1024, "threads must be in [0, 1024]");
 }
 
@@ -192,7 +196,9 @@ std::string TrainConfig::to_json() const {
   j["dim"] = dim; j["n_layers"] = n_layers; j["n_heads"] = n_heads; j["n_kv_heads"] = n_kv_heads;
   j["ffn_dim"] = ffn_dim; j["vocab_size"] = vocab_size; j["seq_len"] = seq_len;
   j["tie_embeddings"] = tie_embeddings; j["rope_base"] = rope_base; j["norm_eps"] = norm_eps;
-  j["init_std"] = init_std; j["init_from"] = init_from; j["batch_size"] = batch_size; j["grad_accum"] = grad_accum;
+  j["init_std"] = init_std; j["init_from"] = init_from;
+  j["teacher"] = teacher; j["distill_weight"] = distill_weight; j["distill_temperature"] = distill_temperature;
+  j["batch_size"] = batch_size; j["grad_accum"] = grad_accum;
   j["steps"] = steps; j["lr"] = lr; j["min_lr"] = min_lr; j["warmup_steps"] = warmup_steps;
   j["schedule"] = lr_schedule_name(schedule); j["decay_fraction"] = decay_fraction;
   j["wsdc_constant_fraction"] = wsdc_constant_fraction; j["weight_decay"] = weight_decay;

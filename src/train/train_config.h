@@ -43,6 +43,10 @@ struct TrainConfig {
   float init_std = 0.02f;       // normal init; output projections scaled by 1/sqrt(2 * n_layers)
   std::string init_from;        // fine-tuning: start from this GGUF model's (or checkpoint's) weights,
                                 // which must have the configured shapes and the data's tokenizer
+  std::string teacher;          // logit-level distillation: a llama GGUF model with the data's tokenizer
+                                // whose logits at every position are soft targets (empty: off)
+  float distill_weight = 0.5f;  // w: loss = (1 - w) CE + w T^2 KL(teacher_T || student_T)
+  float distill_temperature = 1.0f;  // T
 
   // Optimisation
   int64_t batch_size = 8;       // sequences per micro-batch

@@ -93,6 +93,7 @@ struct TrainActivations {
   std::vector<float> inv_freq;
   std::vector<int32_t> inputs, targets;  // [n]
   std::vector<double> row_loss;          // [n]
+  std::vector<double> row_kl;            // [n], distillation only
   // backward scratch
   std::vector<float> dx, dxn, r, dq, dk, dv, datt, dh, dg, du;
   std::vector<float> att_scratch;        // [threads, t, t]
@@ -124,6 +125,7 @@ struct TrainActivations {
       inputs.resize(static_cast<size_t>(n));
       targets.resize(static_cast<size_t>(n));
       row_loss.resize(static_cast<size_t>(n));
+      row_kl.resize(static_cast<size_t>(n));
       dx.resize(sz(n, c.dim));
       dxn.resize(sz(n, c.dim));
       r.resize(static_cast<size_t>(n));
@@ -217,7 +219,7 @@ void TrainModel::zero_grads(ThreadPool& pool) {
 const float* TrainModel::logits() const { return act_->logits.data(); }
 
 double TrainModel::forward_backward(ThreadPool& pool, const int32_t* tokens, int64_t batch,
-                                    int64_t seq_len, float grad_scale) {
+                                    int64_t seq_len, float grad_scale, const DistillTargets* distill) {
   const ModelConfig& c = config_;
   if (batch < 1 || seq_len < 1) throw Error("forward_backward: empty batch");
   TrainActivations& A = *act_;
@@ -303,12 +305,25 @@ double TrainModel::forward_backward(ThreadPool& pool, const int32_t* tokens, int
 
   // Loss (and its gradient in place of the logits); rows summed in order for reproducibility.
   pool.parallel_for(n, rows_grain, [&](int64_t i0, int64_t i1) {
+    if (distill) {
+      std::vector<float> scratch(static_cast<size_t>(2 * V));
+      for (int64_t i = i0; i < i1; ++i)
+        A.row_loss[static_cast<size_t>(i)] = distill_cross_entropy_row(
+            A.logits.data() + i * V, A.targets[static_cast<size_t>(i)], distill->teacher_logits + i * V, V,
+            distill->weight, distill->temperature, grad_scale, scratch.data(), &A.row_kl[static_cast<size_t>(i)]);
+      return;
+    }
     for (int64_t i = i0; i < i1; ++i)
       A.row_loss[static_cast<size_t>(i)] =
           cross_entropy_rows(A.logits.data() + i * V, A.targets.data() + i, 1, V, grad_scale);
   });
   double loss = 0.0;
   for (int64_t i = 0; i < n; ++i) loss += A.row_loss[static_cast<size_t>(i)];
+  if (distill && distill->kl_sum) {
+    double kl = 0.0;
+    for (int64_t i = 0; i < n; ++i) kl += A.row_kl[static_cast<size_t>(i)];
+    *distill->kl_sum += kl;
+  }
   if (!backward) return loss;
 
   // ---- backward

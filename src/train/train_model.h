@@ -52,6 +52,16 @@ class ParamLayout {
 
 struct TrainActivations;
 
+// Logit-level distillation of one forward_backward call (core/ops_backward.h,
+// distill_cross_entropy_row): the teacher's logits at the same positions, the weight w of the
+// soft part and the temperature T.
+struct DistillTargets {
+  const float* teacher_logits = nullptr;  // [batch * seq_len, n_vocab], the student's vocabulary
+  float weight = 0.5f;
+  float temperature = 1.0f;
+  double* kl_sum = nullptr;  // if set, the summed KL(teacher || student) is ADDED here
+};
+
 class TrainModel {
  public:
   // c must describe a llama model (adjacent RoPE, no biases); throws slm::Error otherwise.
@@ -82,8 +92,10 @@ class TrainModel {
   // seq_len. Returns the summed negative log-likelihood (nats) of the batch * seq_len targets.
   // If grad_scale != 0, runs the backward pass too and ADDS grad_scale * d(sum NLL)/d(param) to
   // grads() (so micro-batches accumulate). Throws slm::Error on an out-of-range token id.
+  // With `distill`, the gradient is that of the distillation objective (DistillTargets) and the
+  // return value is still the summed cross-entropy of the targets; logits() is then not valid.
   double forward_backward(ThreadPool& pool, const int32_t* tokens, int64_t batch, int64_t seq_len,
-                          float grad_scale);
+                          float grad_scale, const DistillTargets* distill = nullptr);
   // Logits of the last call, [batch * seq_len, n_vocab]; valid only after a call with
   // grad_scale == 0 (the backward pass overwrites them with their gradient).
   const float* logits() const;

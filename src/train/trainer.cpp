@@ -243,6 +243,27 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
   }
   ckpt.reset();  // unmaps the file before it is replaced
 
+  // Logit-level distillation: the teacher runs forward on every micro-batch (no backward).
+  std::unique_ptr<TrainModel> teacher;
+  if (!c.teacher.empty()) {
+    auto tf = GgufFile::open(c.teacher);
+    if (Tokenizer::from_gguf(*tf)->fingerprint() != data.fingerprint)
+      throw Error("teacher " + c.teacher + " uses a different tokenizer than " + c.data + "/tokenizer.gguf");
+    const ModelConfig tc = ModelConfig::from_gguf(*tf);
+    if (tc.n_vocab != mc.n_vocab)
+      throw Error("teacher " + c.teacher + " has " + std::to_string(tc.n_vocab) + " output rows, the student " +
+                  std::to_string(mc.n_vocab));
+    if (tc.ctx_len > 0 && tc.ctx_len < c.seq_len)
+      throw Error("teacher " + c.teacher + " has a context of " + std::to_string(tc.ctx_len) +
+                  " positions, less than seq_len = " + std::to_string(c.seq_len));
+    try {
+      teacher = std::make_unique<TrainModel>(tc);
+      teacher->load_params(*tf);
+    } catch (const Error& e) {
+      throw Error("teacher " + c.teacher + ": " + e.what());
+    }
+  }
+
   Log log(log_path, opt.resume, state.step);
   const int64_t T = c.seq_len, B = c.batch_size;
   const int64_t step_tokens = B * T * c.grad_accum;
@@ -258,6 +279,9 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
                  mc.name.c_str(), static_cast<double>(n_params) / 1e6, static_cast<long long>(c.steps),
                  static_cast<long long>(step_tokens), pool.size(),
                  opt.resume ? (", resumed at step " + std::to_string(state.step)).c_str() : "");
+  if (opt.progress && teacher)
+    std::fprintf(stderr, "distilling from %s (%.2f M parameters): weight %.2f, temperature %.2f\n", c.teacher.c_str(),
+                 static_cast<double>(teacher->layout().total()) / 1e6, c.distill_weight, c.distill_temperature);
 
   std::vector<int32_t> batch(static_cast<size_t>(B * (T + 1)));
   const float scale = 1.0f / static_cast<float>(step_tokens);
@@ -298,12 +322,19 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
     const int64_t step = state.step;
     const float lr = learning_rate(c, step);
     model.zero_grads(pool);
-    double loss = 0.0;
+    double loss = 0.0, kl = 0.0;
     for (int64_t a = 0; a < c.grad_accum; ++a) {
       sample_batch(data, rng, B, T, batch.data());
-      loss += model.forward_backward(pool, batch.data(), B, T, scale);
+      if (teacher) {
+        teacher->forward_backward(pool, batch.data(), B, T, 0.0f);
+        const DistillTargets d{teacher->logits(), c.distill_weight, c.distill_temperature, &kl};
+        loss += model.forward_backward(pool, batch.data(), B, T, scale, &d);
+      } else {
+        loss += model.forward_backward(pool, batch.data(), B, T, scale);
+      }
     }
     loss /= static_cast<double>(step_tokens);
+    kl /= static_cast<double>(step_tokens);
     if (!std::isfinite(loss))
       throw Error("the loss became " + std::to_string(loss) + " at step " + std::to_string(step + 1) +
                   " (learning rate too high?); the last checkpoint is at step " + std::to_string(saved_at));
@@ -317,9 +348,11 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
     const double rate = static_cast<double>(step_tokens) / step_s;
     rates.push_back(rate);
     const double elapsed = elapsed0 + std::chrono::duration<double>(Clock::now() - run_start).count();
-    log.write({{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
-               {"tokens", state.tokens_seen}, {"tokens_per_s", rate}, {"step_ms", step_s * 1e3},
-               {"elapsed_s", elapsed}});
+    nlohmann::json entry = {{"step", state.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm},
+                            {"tokens", state.tokens_seen}, {"tokens_per_s", rate}, {"step_ms", step_s * 1e3},
+                            {"elapsed_s", elapsed}};
+    if (teacher) entry["kl"] = kl;  // mean KL(teacher || student) per target
+    log.write(entry);
 
     const bool last = state.step == c.steps;
     if ((c.eval_every > 0 && state.step % c.eval_every == 0) || last) {
@@ -347,9 +380,10 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
       const int filled = static_cast<int>(width * state.step / c.steps);
       std::string bar(static_cast<size_t>(filled), '#');
       bar.resize(width, '.');
-      std::fprintf(stderr, "%sstep %lld/%lld [%s] loss %.4f lr %.2e |g| %.3f %.0f tok/s elapsed %s ETA %s%s",
+      const std::string kl_text = teacher ? " kl " + std::to_string(kl).substr(0, 6) : "";
+      std::fprintf(stderr, "%sstep %lld/%lld [%s] loss %.4f%s lr %.2e |g| %.3f %.0f tok/s elapsed %s ETA %s%s",
                    tty ? "\r\033[K" : "", static_cast<long long>(state.step), static_cast<long long>(c.steps),
-                   bar.c_str(), loss, lr, gnorm, recent, format_duration(elapsed).c_str(),
+                   bar.c_str(), loss, kl_text.c_str(), lr, gnorm, recent, format_duration(elapsed).c_str(),
                    format_duration(eta).c_str(), tty ? "" : "\n");
       std::fflush(stderr);
     }
