@@ -739,17 +739,23 @@ TEST(TrainCli, ConfigErrorsAreClearAndNeverCrash) {
 namespace slm {
 namespace {
 
-// Fine-tuning (`init_from`): the run starts from the given model's weights (its first loss is
-// that model's, far below a fresh model's log(vocab)), and a model with another tokenizer, another
-// shape or no file at all is refused with a message naming it.
-TEST(TrainCli, InitFromStartsFromTheModelAndRefusesMismatches) {
-  TempDir dir;
+// The test corpus with a 300-token tokenizer trained on it, prepared into dir/data (returned).
+fs::path prepare_corpus_data(const fs::path& dir) {
   const fs::path corpus = dir / "corpus.txt", data = dir / "data";
   write_text(corpus, make_corpus());
   expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 300 -o " + test::quote(dir / "tok.gguf")), "tokenizer");
   expect_ok(run_slm("data prepare -i " + test::quote(corpus) + " -t " + test::quote(dir / "tok.gguf") + " -o " + test::quote(data) +
                     " --val-fraction 0.1"),
             "data prepare");
+  return data;
+}
+
+// Fine-tuning (`init_from`): the run starts from the given model's weights (its first loss is
+// that model's, far below a fresh model's log(vocab)), and a model with another tokenizer, another
+// shape or no file at all is refused with a message naming it.
+TEST(TrainCli, InitFromStartsFromTheModelAndRefusesMismatches) {
+  TempDir dir;
+  const fs::path data = prepare_corpus_data(dir.path());
   write_text(dir / "base.toml", data_config(data, dir / "base"));
   expect_ok(run_slm(train_args(dir / "base.toml")), "base run");
   const double base_last = read_log(dir / "base" / "log.jsonl").steps.at(20).loss;
@@ -787,12 +793,7 @@ std::map<int64_t, double> read_kl(const fs::path& p) {
 
 TEST(TrainCli, TeacherDistillationRunsTheTeacherAndRefusesMismatches) {
   TempDir dir;
-  const fs::path corpus = dir / "corpus.txt", data = dir / "data";
-  write_text(corpus, make_corpus());
-  expect_ok(run_slm("tokenizer train -i " + test::quote(corpus) + " --vocab 300 -o " + test::quote(dir / "tok.gguf")), "tokenizer");
-  expect_ok(run_slm("data prepare -i " + test::quote(corpus) + " -t " + test::quote(dir / "tok.gguf") + " -o " + test::quote(data) +
-                    " --val-fraction 0.1"),
-            "data prepare");
+  const fs::path data = prepare_corpus_data(dir.path());
   // A wider teacher (another shape than the student's).
   write_text(dir / "teacher.toml", data_config(data, dir / "teacher"));
   expect_ok(run_slm(train_args(dir / "teacher.toml", "--set dim=64")), "teacher run");
