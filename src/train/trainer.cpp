@@ -380,10 +380,11 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
       const int filled = static_cast<int>(width * state.step / c.steps);
       std::string bar(static_cast<size_t>(filled), '#');
       bar.resize(width, '.');
-      const std::string kl_text = teacher ? " kl " + std::to_string(kl).substr(0, 6) : "";
+      char kl_text[32] = "";
+      if (teacher) std::snprintf(kl_text, sizeof kl_text, " kl %.4f", kl);
       std::fprintf(stderr, "%sstep %lld/%lld [%s] loss %.4f%s lr %.2e |g| %.3f %.0f tok/s elapsed %s ETA %s%s",
                    tty ? "\r\033[K" : "", static_cast<long long>(state.step), static_cast<long long>(c.steps),
-                   bar.c_str(), loss, kl_text.c_str(), lr, gnorm, recent, format_duration(elapsed).c_str(),
+                   bar.c_str(), loss, kl_text, lr, gnorm, recent, format_duration(elapsed).c_str(),
                    format_duration(eta).c_str(), tty ? "" : "\n");
       std::fflush(stderr);
     }
