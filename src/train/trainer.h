@@ -4,13 +4,16 @@
 // Each optimizer step: grad_accum micro-batches of batch_size windows of seq_len + 1 tokens drawn
 // at uniformly random offsets of the training shard (the sampler's RNG state is the data
 // position: a checkpoint stores it, so a resumed run draws the same windows), mean cross-entropy
-// over all targets, global-norm clipping, AdamW at the schedule's learning rate. Validation uses
-// fixed, evenly spaced windows of the validation shard, the same at every evaluation.
+// over all targets (with a teacher: the distillation objective of train_model.h's
+// DistillTargets, the teacher's logits computed on the same windows), global-norm clipping,
+// AdamW at the schedule's learning rate. Validation uses fixed, evenly spaced windows of the
+// validation shard, the same at every evaluation.
 //
 // Files in out_dir: checkpoint.gguf (every checkpoint_every steps and at the end), log.jsonl
 // (one JSON object per step: step, loss, lr, grad_norm, tokens, tokens_per_s, step_ms,
-// elapsed_s; per evaluation: step, val_loss, val_ppl, tokens, elapsed_s; events: start, resume,
-// end), model.gguf (the exported F32 model, at the end, when there is a tokenizer).
+// elapsed_s, and kl when distilling; per evaluation: step, val_loss, val_ppl, tokens,
+// elapsed_s; events: start, resume, end), model.gguf (the exported F32 model, at the end, when
+// there is a tokenizer).
 #pragma once
 
 #include <functional>
