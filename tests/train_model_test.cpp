@@ -163,6 +163,9 @@ TEST(TrainModel, DistillationGradientMatchesCentralDifferences) {
   ThreadPool pool(2);
   teacher.forward_backward(pool, tokens.data(), B, T, 0.0f);
   const std::vector<float> teacher_logits(teacher.logits(), teacher.logits() + B * T * student.config().n_vocab);
+  // The forward pass alone gives the same logits.
+  const float* alone = teacher.forward_logits(pool, tokens.data(), B, T);
+  for (size_t k = 0; k < teacher_logits.size(); ++k) ASSERT_EQ(alone[k], teacher_logits[k]) << k;
   const float w = 0.6f, temp = 1.5f;
   auto objective = [&]() {
     double kl = 0.0;

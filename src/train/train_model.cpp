@@ -220,6 +220,16 @@ const float* TrainModel::logits() const { return act_->logits.data(); }
 
 double TrainModel::forward_backward(ThreadPool& pool, const int32_t* tokens, int64_t batch,
                                     int64_t seq_len, float grad_scale, const DistillTargets* distill) {
+  return run(pool, tokens, batch, seq_len, grad_scale, distill, true);
+}
+
+const float* TrainModel::forward_logits(ThreadPool& pool, const int32_t* tokens, int64_t batch, int64_t seq_len) {
+  run(pool, tokens, batch, seq_len, 0.0f, nullptr, false);
+  return logits();
+}
+
+double TrainModel::run(ThreadPool& pool, const int32_t* tokens, int64_t batch, int64_t seq_len, float grad_scale,
+                       const DistillTargets* distill, bool with_loss) {
   const ModelConfig& c = config_;
   if (batch < 1 || seq_len < 1) throw Error("forward_backward: empty batch");
   TrainActivations& A = *act_;
@@ -302,6 +312,7 @@ double TrainModel::forward_backward(ThreadPool& pool, const int32_t* tokens, int
   std::memcpy(A.x_final.data(), X, sizeof(float) * static_cast<size_t>(n * dim));
   norm_rows(X, W("output_norm.weight"), A.xnf.data());
   gemm(pool, false, true, n, V, dim, A.xnf.data(), dim, out_w, dim, 0.0f, A.logits.data(), V);
+  if (!with_loss) return 0.0;
 
   // Loss (and its gradient in place of the logits); rows summed in order for reproducibility.
   pool.parallel_for(n, rows_grain, [&](int64_t i0, int64_t i1) {

@@ -99,12 +99,18 @@ class TrainModel {
   // Logits of the last call, [batch * seq_len, n_vocab]; valid only after a call with
   // grad_scale == 0 (the backward pass overwrites them with their gradient).
   const float* logits() const;
+  // The forward pass alone (a distillation teacher's): returns logits(), [batch * seq_len,
+  // n_vocab], without computing any loss. Same tokens layout and errors as forward_backward.
+  const float* forward_logits(ThreadPool& pool, const int32_t* tokens, int64_t batch, int64_t seq_len);
 
  private:
   ModelConfig config_;
   ParamLayout layout_;
   std::vector<float> params_, grads_;
   std::unique_ptr<TrainActivations> act_;
+
+  double run(ThreadPool& pool, const int32_t* tokens, int64_t batch, int64_t seq_len, float grad_scale,
+             const DistillTargets* distill, bool with_loss);
 };
 
 // The llama rule for the SwiGLU hidden size: floor(8 dim / 3) rounded up to a multiple of 32

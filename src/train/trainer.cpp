@@ -326,8 +326,8 @@ TrainSummary run_training(const TrainConfig& config_in, const TrainerOptions& op
     for (int64_t a = 0; a < c.grad_accum; ++a) {
       sample_batch(data, rng, B, T, batch.data());
       if (teacher) {
-        teacher->forward_backward(pool, batch.data(), B, T, 0.0f);
-        const DistillTargets d{teacher->logits(), c.distill_weight, c.distill_temperature, &kl};
+        const float* teacher_logits = teacher->forward_logits(pool, batch.data(), B, T);
+        const DistillTargets d{teacher_logits, c.distill_weight, c.distill_temperature, &kl};
         loss += model.forward_backward(pool, batch.data(), B, T, scale, &d);
       } else {
         loss += model.forward_backward(pool, batch.data(), B, T, scale);
