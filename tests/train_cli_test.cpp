@@ -828,6 +828,12 @@ TEST(TrainCli, TeacherDistillationRunsTheTeacherAndRefusesMismatches) {
   write_text(dir / "weight.toml", data_config(data, dir / "weight"));
   expect_error(run_slm(train_args(dir / "weight.toml", "--set distill_weight=1.5 --set teacher=" + test::quote(teacher))),
                {"distill_weight"}, "weight out of range");
+  write_text(dir / "temp.toml", data_config(data, dir / "temp"));
+  expect_error(run_slm(train_args(dir / "temp.toml", "--set distill_temperature=0 --set teacher=" + test::quote(teacher))),
+               {"distill_temperature"}, "temperature out of range");
+  write_text(dir / "notllama.toml", data_config(data, dir / "notllama"));
+  expect_error(run_slm(train_args(dir / "notllama.toml", "--set teacher=" + test::quote(dir / "corpus.txt"))),
+               {"corpus.txt"}, "a teacher that is not a GGUF file");
 }
 
 }  // namespace
