@@ -37,8 +37,15 @@ struct ForwardScratch {
   std::vector<float> gate, up;   // [cap_n, ffn_dim]
   std::vector<float> cos_sin;    // [cap_n, head_dim] RoPE angles of each position
   std::vector<float> inv_freq;   // [head_dim / 2]
-  std::vector<float> scores;     // [n_threads, score_cap] softmax rows, one per thread
-  int64_t score_cap = 0;
+  // [n_threads, score_cap] softmax rows, one per thread, each starting on its own cache line:
+  // threads sharing a line here invalidate it in each other's caches on every head, which made
+  // the attention of 8 decoding sequences at 2 threads run no faster than at 1.
+  std::vector<float> scores;
+  int64_t score_cap = 0;         // a multiple of 16 floats (64 bytes)
+  float* scores_base() {  // the first 64-byte boundary in `scores`
+    const auto a = reinterpret_cast<uintptr_t>(scores.data());
+    return scores.data() + ((64 - a % 64) % 64) / sizeof(float);
+  }
   std::vector<float> hidden;     // [dim] final normalised hidden state of the last position
   bool have_hidden = false;
 
@@ -183,9 +190,9 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
   ForwardScratch& s = *s_;
   s.reserve(c, rows);
   const int threads = pool_.size();
-  if (s.score_cap < max_capacity || s.scores.size() < static_cast<size_t>(threads * s.score_cap)) {
-    s.score_cap = std::max(s.score_cap, max_capacity);
-    s.scores.resize(static_cast<size_t>(threads * s.score_cap));
+  if (s.score_cap < max_capacity || s.scores.size() < static_cast<size_t>(threads * s.score_cap + 16)) {
+    s.score_cap = std::max(s.score_cap, (max_capacity + 15) / 16 * 16);
+    s.scores.resize(static_cast<size_t>(threads * s.score_cap + 16));  // + 16: room to align the base
   }
   const size_t n_seqs = seqs.size();
   s.row_seq.resize(static_cast<size_t>(rows));
@@ -245,7 +252,7 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
     ForwardScratch::AttentionJob& j = s.job;
     j = {s.q.data(), s.att.data(), s.row_seq.data(), s.row_pos.data(), s.seq_k0.data(),
          s.seq_v0.data(), s.seq_type.data(), kv_dim, m, c.n_heads, c.n_heads / c.n_kv_heads, hd,
-         q_dim, 1.0f / std::sqrt(static_cast<float>(hd)), threads, s.scores.data(), s.score_cap};
+         q_dim, 1.0f / std::sqrt(static_cast<float>(hd)), threads, s.scores_base(), s.score_cap};
     j.heads_per_task = m * c.n_kv_heads >= 2 * threads ? j.group : 1;
     // Multiply-adds: each row and head reads its attended positions' keys and values.
     const int64_t work = attention_positions * c.n_heads * hd * 2;
