@@ -1,9 +1,12 @@
 // Transformer::forward_batch against its referee, separate forward() calls per sequence (which
 // the model golden tests tie to llama.cpp): several caches at different lengths, a mix of
-// prefill chunks and decode steps, all-position logits and hidden states.
+// prefill chunks and decode steps, all-position logits and hidden states; both ways of running a
+// batch on several threads (each product's rows split over the threads, or, for a small model
+// and several short sequences, each thread taking a group of sequences through every layer).
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -32,19 +35,20 @@ TEST_F(ForwardBatch, EqualsSeparateCallsPerSequence) {
   const std::vector<int32_t> history_a = {1, 50, 60, 70, 80, 90};
   const std::vector<int32_t> history_c = {1, 7, 8};
   const std::vector<int32_t> new_a = {100};                // decode step after 6 positions
-  const std::vector<int32_t> new_b = {1, 300, 301, 302};   // fresh prefill, every position's logits
+  // fresh prefill, every position's logits (5 rows: too many for the split by sequence)
+  const std::vector<int32_t> new_b = {1, 300, 301, 302, 303};
   const std::vector<int32_t> new_c = {400, 401};           // prefill chunk, hidden states + last logits
   const std::vector<int32_t> new_d = {1, 5};               // prefill chunk without logits
 
   // Referee: one Transformer per sequence, separate calls.
-  std::vector<float> ref_a(V), ref_b(4 * V), ref_c(V), ref_hidden_c(2 * D);
+  std::vector<float> ref_a(V), ref_b(5 * V), ref_c(V), ref_hidden_c(2 * D);
   {
     Transformer t(*model, *pool);
     KvCache ka(c, 64), kb(c, 64), kc(c, 64), kd(c, 64);
     t.forward(history_a, ka);
     t.forward(history_c, kc);
     t.forward(new_a.data(), 1, ka, ref_a.data());
-    t.forward(new_b.data(), 4, kb, ref_b.data(), /*all_logits=*/true);
+    t.forward(new_b.data(), 5, kb, ref_b.data(), /*all_logits=*/true);
     // Hidden states of c's positions: run them one at a time and read last_hidden.
     for (int i = 0; i < 2; ++i) {
       t.forward(new_c.data() + i, 1, kc, ref_c.data());
@@ -56,16 +60,16 @@ TEST_F(ForwardBatch, EqualsSeparateCallsPerSequence) {
   KvCache ka(c, 64), kb(c, 64), kc(c, 64, DType::F32), kd(c, 64);
   t.forward(history_a, ka);
   t.forward(history_c, kc);
-  std::vector<float> out_a(V), out_b(4 * V), out_c(V), hidden_c(2 * D);
+  std::vector<float> out_a(V), out_b(5 * V), out_c(V), hidden_c(2 * D);
   std::vector<SequenceBatch> batch(4);
   batch[0] = {new_a.data(), 1, &ka, out_a.data(), false, nullptr};
-  batch[1] = {new_b.data(), 4, &kb, out_b.data(), true, nullptr};
+  batch[1] = {new_b.data(), 5, &kb, out_b.data(), true, nullptr};
   batch[2] = {new_c.data(), 2, &kc, out_c.data(), false, hidden_c.data()};
   batch[3] = {new_d.data(), 2, &kd, nullptr, false, nullptr};
   t.forward_batch(batch);
 
   EXPECT_EQ(ka.size(), 7);
-  EXPECT_EQ(kb.size(), 4);
+  EXPECT_EQ(kb.size(), 5);
   EXPECT_EQ(kc.size(), 5);
   EXPECT_EQ(kd.size(), 2);
   // The same arithmetic per row (products are row-independent, attention per sequence), so the
@@ -86,6 +90,58 @@ TEST_F(ForwardBatch, EqualsSeparateCallsPerSequence) {
   t2.forward(new_d.data(), 2, kd2, logits_d.data());
   std::vector<float> last(t.last_hidden()), want(t2.last_hidden());
   expect_near(last, want, "last_hidden");
+}
+
+// Seven short sequences on two threads: the default model is small enough for the split by
+// sequence (groups of 1-3 rows, unequal sizes: the first group ends where half the rows are).
+TEST_F(ForwardBatch, SplitBySequenceEqualsSeparateCalls) {
+  const ModelConfig& c = model->config();
+  const int64_t V = c.n_vocab, D = c.dim;
+  constexpr int kSeqs = 7;
+  std::vector<std::vector<int32_t>> history(kSeqs), fresh(kSeqs);
+  for (int i = 0; i < kSeqs; ++i) {
+    for (int j = 0; j <= 3 * i; ++j) history[static_cast<size_t>(i)].push_back(static_cast<int32_t>(1 + 37 * i + 11 * j));
+    const int n = i == 2 ? 3 : (i == 5 ? 2 : 1);  // a short verification among decode steps
+    for (int j = 0; j < n; ++j) fresh[static_cast<size_t>(i)].push_back(static_cast<int32_t>(500 + 13 * i + j));
+  }
+  const auto all_logits = [](int i) { return i == 2; };
+  std::vector<std::vector<float>> ref(kSeqs), got(kSeqs);
+  std::vector<float> ref_hidden(D);
+  {
+    Transformer t(*model, *pool);
+    for (int i = 0; i < kSeqs; ++i) {
+      const auto& h = history[static_cast<size_t>(i)];
+      const auto& f = fresh[static_cast<size_t>(i)];
+      KvCache kv(c, 64);
+      t.forward(h, kv);
+      auto& r = ref[static_cast<size_t>(i)];
+      r.resize(static_cast<size_t>((all_logits(i) ? static_cast<int64_t>(f.size()) : 1) * V));
+      t.forward(f.data(), static_cast<int64_t>(f.size()), kv, r.data(), all_logits(i));
+    }
+    ref_hidden = t.last_hidden();
+  }
+  Transformer t(*model, *pool);
+  std::vector<std::unique_ptr<KvCache>> caches;
+  std::vector<SequenceBatch> batch;
+  for (int i = 0; i < kSeqs; ++i) {
+    const auto& f = fresh[static_cast<size_t>(i)];
+    caches.push_back(std::make_unique<KvCache>(c, 64));
+    t.forward(history[static_cast<size_t>(i)], *caches.back());
+    auto& g = got[static_cast<size_t>(i)];
+    g.resize(ref[static_cast<size_t>(i)].size());
+    batch.push_back({f.data(), static_cast<int64_t>(f.size()), caches.back().get(), g.data(), all_logits(i), nullptr});
+  }
+  t.forward_batch(batch);
+  for (int i = 0; i < kSeqs; ++i) {
+    EXPECT_EQ(caches[static_cast<size_t>(i)]->size(),
+              static_cast<int64_t>(history[static_cast<size_t>(i)].size() + fresh[static_cast<size_t>(i)].size()));
+    const auto& g = got[static_cast<size_t>(i)];
+    const auto& r = ref[static_cast<size_t>(i)];
+    for (size_t k = 0; k < r.size(); ++k)
+      ASSERT_NEAR(g[k], r[k], 1e-4f * (1.0f + std::abs(r[k]))) << "sequence " << i << " index " << k;
+  }
+  const std::vector<float>& last = t.last_hidden();
+  for (int64_t k = 0; k < D; ++k) ASSERT_NEAR(last[static_cast<size_t>(k)], ref_hidden[static_cast<size_t>(k)], 1e-4f) << k;
 }
 
 TEST_F(ForwardBatch, RefusesBadBatchesWithoutWriting) {

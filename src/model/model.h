@@ -56,6 +56,8 @@ class Model {
 
 // Scratch buffers for the forward pass, sized for a maximum batch; reused across calls.
 struct ForwardScratch;
+// One thread's pool and scratch when a batch is split by sequence (transformer.cpp).
+struct ForwardLane;
 
 // One sequence's share of a batched forward pass (Transformer::forward_batch): its new tokens,
 // which go to positions kv->size() .. kv->size()+n-1 of its own cache.
@@ -100,9 +102,17 @@ class Transformer {
   ThreadPool& pool() { return pool_; }
 
  private:
+  // The pass itself for validated sequences, its products on `pool`, its buffers in `s`.
+  void forward_rows(std::span<const SequenceBatch> seqs, ThreadPool& pool, ForwardScratch& s);
+
   const Model& model_;
   ThreadPool& pool_;
   std::unique_ptr<ForwardScratch> s_;
+  // Small models (weights that stay in the caches) run a batch of several decoding sequences
+  // per thread, each thread its own group through every layer, instead of splitting each
+  // product's rows over the threads (no exchange of activations between cores; results equal).
+  bool split_by_sequence_ = false;
+  std::vector<std::unique_ptr<ForwardLane>> lanes_;  // one per thread, made on first use
 };
 
 }  // namespace slm
