@@ -1,7 +1,8 @@
 // AVX2/FMA/F16C row kernels (compiled with -mavx2 -mfma -mf16c; called only when use_avx2()).
 // Float weights: a register-blocked dot-product micro-kernel, NR weight rows x NX activation rows
 // per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers);
-// decode (m = 1) has its own 4-row kernel with software prefetch of the rows ahead (memory-bound).
+// decode (m = 1) has its own 4-row kernel with software prefetch of the rows ahead (memory-bound);
+// with AVX-512, F32 decode takes 8 rows of 512-bit loads and F16 one row after the other.
 // Where the CPU has AVX-512F (use_avx512f()), prefill takes 4 x 6 tiles on 512-bit vectors instead
 // (float_block_zmm, functions marked SLM_AVX512F).
 // Quantized weights: each weight block is unpacked once into bytes and multiplied with up to 4
@@ -333,6 +334,36 @@ void float_decode4(const typename L::T* w, const float* x, int64_t cols, uintptr
   }
 }
 
+#pragma GCC diagnostic push  // as above (GCC 12's AVX-512 intrinsics)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Decode (m = 1) of F16 rows on AVX-512: one row after the other. The thread's rows are then one
+// sequential stream, which the hardware prefetcher follows without software prefetches, where
+// float_decode4's 4 interleaved row streams (with prefetches) fall behind on Zen 5. One
+// accumulator per row, reduced as float_block_zmm reduces (16-column steps, the 8-wide tail in
+// the low lanes, halves added, then hsum4's order), so a row's sum is bit for bit the one it has
+// in a product of several rows; rows overlap in the out-of-order window, hiding the chain's FMA
+// latency. Alternating decode steps in one process (medians, ms per token, F16 bench models):
+// s110m 10.7 -> 8.9 at 1 thread, 5.8 -> 4.6 at 2; q500m 37.0 -> 32.5; s15m 1.05 -> 0.91. (Four
+// accumulators a row would be a few percent faster on some shapes, but would break that equality.)
+template <class L>
+SLM_AVX512F void float_decode_seq(const typename L::T* w, const float* x, int64_t cols, int64_t nrows, float* y) {
+  for (int64_t r = 0; r < nrows; ++r, w += cols) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) acc = _mm512_fmadd_ps(Zmm<L>::load16(w + c), _mm512_loadu_ps(x + c), acc);
+    if (c + 8 <= cols) {
+      acc = _mm512_fmadd_ps(Zmm<L>::load8z(w + c), _mm512_maskz_loadu_ps(0xff, x + c), acc);
+      c += 8;
+    }
+    const __m256 h = _mm512_castps512_ps256(_mm512_add_ps(acc, _mm512_shuffle_f32x4(acc, acc, 0x4e)));
+    float s = _mm_cvtss_f32(hsum4(h, h, h, h));
+    for (; c < cols; ++c) s += L::load1(w + c) * x[c];
+    y[r] = s;
+  }
+}
+#pragma GCC diagnostic pop
+
 template <class L>
 void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   using T = typename L::T;
@@ -344,14 +375,19 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
     const uintptr_t at = reinterpret_cast<uintptr_t>(base), row = static_cast<uintptr_t>(cols) * sizeof(T);
     const uintptr_t end = at + static_cast<uintptr_t>(r1) * row;
     int64_t r = r0;
+    if constexpr (std::is_same_v<L, LoadF16>) {
+      if (use_avx512f()) {
+        float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);
+        return;
+      }
+    }
     if constexpr (std::is_same_v<L, LoadF32>) {
       // F32 on AVX-512: 8 rows at a time, 512-bit loads, no software prefetch. Streaming F32 from
       // memory, 8 row streams with full-line loads let the hardware prefetcher run ahead better
       // than float_decode4's 4 rows of half-line loads with prefetches. Alternating decode steps
       // in one process (medians of 15 x 8 tokens, two runs each): s110m F32 19.5 / 23.1 vs 23.1 /
       // 23.5 ms per token at 1 thread, 9.4 / 9.6 vs 10.4 / 10.6 ms at 2; s15m F32 2.25 / 2.33 vs
-      // 2.39 / 2.56 ms and 0.90 vs 0.92 / 0.94 ms. F16 (more work per byte: the conversion)
-      // keeps the prefetching kernel, faster there (s110m F16 1t 11.3 / 11.8 vs 12.4 ms).
+      // 2.39 / 2.56 ms and 0.90 vs 0.92 / 0.94 ms. (F16 takes float_decode_seq, above.)
       if (use_avx512f()) {
         const float* xr[1] = {x};
         for (; r + 8 <= r1; r += 8) {
