@@ -2,7 +2,8 @@
 // Float weights: a register-blocked dot-product micro-kernel, NR weight rows x NX activation rows
 // per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers);
 // decode (m = 1) has its own 4-row kernel with software prefetch of the rows ahead (memory-bound);
-// with AVX-512, F32 decode takes 8 rows of 512-bit loads and F16 one row after the other.
+// with AVX-512, F16 (and short F32 rows) decode one row after the other, longer F32 rows 8 at a
+// time with 512-bit loads.
 // Where the CPU has AVX-512F (use_avx512f()), prefill takes 4 x 6 tiles on 512-bit vectors instead
 // (float_block_zmm, functions marked SLM_AVX512F).
 // Quantized weights: each weight block is unpacked once into bytes and multiplied with up to 4
@@ -375,8 +376,12 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
     const uintptr_t at = reinterpret_cast<uintptr_t>(base), row = static_cast<uintptr_t>(cols) * sizeof(T);
     const uintptr_t end = at + static_cast<uintptr_t>(r1) * row;
     int64_t r = r0;
-    if constexpr (std::is_same_v<L, LoadF16>) {
-      if (use_avx512f()) {
+    // F16 rows, and F32 rows of fewer than 512 columns (s15m: its 32000 x 288 output head and
+    // the 288-column projections; F32 decode 2.6 -> 2.2 ms per token at 1 thread, level at 2),
+    // one after the other. Longer F32 rows keep the 8-row kernel below (one after the other was
+    // level on s110m and 3-6% slower on q500m).
+    if constexpr (std::is_same_v<L, LoadF16> || std::is_same_v<L, LoadF32>) {
+      if (use_avx512f() && (std::is_same_v<L, LoadF16> || cols < 512)) {
         float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);
         return;
       }
