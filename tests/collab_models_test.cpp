@@ -98,6 +98,28 @@ TEST(Uncertainty, PolicyDirectionPerMetric) {
   EXPECT_EQ(g_hi.describe(), "margin<0.25");
 }
 
+// Weighed by the remaining share r: entropy * r > t, (1 - maxprob) * r > 1 - t, (1 - margin) * r >
+// 1 - t; at r = 1 the plain rules. Row: H = 1.0297 nats, maxprob 0.5, margin 0.2.
+TEST(Uncertainty, PolicyWeighedByTheRemainingShare) {
+  const std::vector<float> row = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  const std::vector<float> hidden;
+  UncertaintyPolicy e(UncertaintyMetric::kEntropy, 0.5, true);
+  EXPECT_TRUE(e.escalate(row, hidden, 1.0));    // 1.03 > 0.5
+  EXPECT_TRUE(e.escalate(row, hidden, 0.5));    // 0.515 > 0.5
+  EXPECT_FALSE(e.escalate(row, hidden, 0.48));  // 0.494
+  UncertaintyPolicy m(UncertaintyMetric::kMaxProb, 0.55, true);
+  EXPECT_TRUE(m.escalate(row, hidden, 1.0));    // 0.5 > 0.45, as maxprob 0.5 < 0.55
+  EXPECT_FALSE(m.escalate(row, hidden, 0.8));   // 0.4
+  UncertaintyPolicy g(UncertaintyMetric::kMargin, 0.3, true);
+  EXPECT_TRUE(g.escalate(row, hidden, 0.9));    // 0.8 * 0.9 = 0.72 > 0.7
+  EXPECT_FALSE(g.escalate(row, hidden, 0.85));  // 0.68
+  // Unweighed policies ignore r.
+  UncertaintyPolicy plain(UncertaintyMetric::kEntropy, 0.5);
+  EXPECT_TRUE(plain.escalate(row, hidden, 0.01));
+  EXPECT_EQ(e.describe(), "entropy*rem>0.5");
+  EXPECT_EQ(m.describe(), "(1-maxprob)*rem>0.45");
+}
+
 // ---- model pairs -------------------------------------------------------------------------------
 
 
@@ -172,13 +194,16 @@ std::vector<int32_t> prompt_of(const Model& m, const std::string& text) {
 class ScriptedPolicy : public EscalationPolicy {
  public:
   explicit ScriptedPolicy(std::set<int> steps) : steps_(std::move(steps)) {}
-  bool escalate(std::span<const float> logits, std::span<const float> hidden) override {
+  using EscalationPolicy::escalate;
+  bool escalate(std::span<const float> logits, std::span<const float> hidden, double remaining) override {
     hidden_sizes.push_back(hidden.size());
     logits_sizes.push_back(logits.size());
+    remainings.push_back(remaining);
     return steps_.count(step_++) > 0;
   }
   std::string describe() const override { return "scripted"; }
   std::vector<size_t> hidden_sizes, logits_sizes;
+  std::vector<double> remainings;
 
  private:
   std::set<int> steps_;
@@ -188,7 +213,8 @@ class ScriptedPolicy : public EscalationPolicy {
 class ConstPolicy : public EscalationPolicy {
  public:
   explicit ConstPolicy(bool v) : v_(v) {}
-  bool escalate(std::span<const float>, std::span<const float>) override { return v_; }
+  using EscalationPolicy::escalate;
+  bool escalate(std::span<const float>, std::span<const float>, double) override { return v_; }
   std::string describe() const override { return v_ ? "always" : "never"; }
 
  private:
@@ -300,13 +326,33 @@ TEST(TokenCascade, ScriptedStepsTakeTheRightModelsLogits) {
     EXPECT_EQ(c.stats().large_fed, static_cast<int64_t>(prompt.size()) + 9);
     EXPECT_EQ(c.pending(), 4);
     EXPECT_NEAR(c.stats().large_share(), 4.0 / n, 1e-12);
-    // The policy saw the small model's row and its hidden state [dim] every step.
+    // The policy saw the small model's row and its hidden state [dim] every step, and no
+    // request length (remaining share 1).
     ASSERT_EQ(policy.hidden_sizes.size(), size_t(n));
     for (int k = 0; k < n; ++k) {
       EXPECT_EQ(policy.hidden_sizes[k], size_t(small.model->config().dim));
       EXPECT_EQ(policy.logits_sizes[k], size_t(small.n_vocab()));
+      EXPECT_EQ(policy.remainings[k], 1.0);
     }
   }
+}
+
+// With the request's length set, decision k of n is told (n - k) / n of the request remains.
+TEST(TokenCascade, HorizonTellsThePolicyTheRemainingShare) {
+  const auto ps = pairs();
+  ASSERT_FALSE(ps.empty());
+  ThreadPool pool(1);
+  Runner small(ps[0].small, pool), large(ps[0].large, pool);
+  const std::vector<int32_t> prompt = prompt_of(*large.model, "The house");
+  const int n = 5;
+  KvCache skv = small.cache(), lkv = large.cache();
+  ScriptedPolicy policy({2});
+  CascadeDecodeModel c(*small.tr, skv, *large.tr, lkv, policy);
+  c.set_horizon(n);
+  const GenerateResult r = generate(c, prompt, sampled(n, 3));
+  ASSERT_EQ(r.tokens.size(), size_t(n));
+  ASSERT_EQ(policy.remainings.size(), size_t(n));
+  for (int k = 0; k < n; ++k) EXPECT_DOUBLE_EQ(policy.remainings[k], double(n - k) / n) << "decision " << k;
 }
 
 TEST(TokenCascade, UncertaintyPolicyEscalatesWhereTheSmallModelIsUnsure) {
@@ -664,7 +710,8 @@ TEST(CollabGenerateCli, BadOptionsGiveAMessage) {
                                          {"--strategy request-cascade --metric bleu", "nll, maxprob"},
                                          {"--strategy proxy", "--tuned"},
                                          {"--strategy contrastive --alpha 2", "alpha"},
-                                         {"--strategy contrastive --tuned " + test::quote(ip.tuned), "only used by"}}) {
+                                         {"--strategy contrastive --tuned " + test::quote(ip.tuned), "only used by"},
+                                         {"--strategy request-cascade --horizon", "--horizon is only used by"}}) {
     const test::CommandResult r = run_slm(base + c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << ": " << r.err;
@@ -719,6 +766,12 @@ TEST(CollabGenerateCli, StreamsTextAndPrintsTheShare) {
   EXPECT_NE(c.err.find("large model decided 0/8 tokens (0.0%)"), std::string::npos) << c.err;
   EXPECT_NE(c.err.find("tok/s"), std::string::npos) << c.err;
   EXPECT_FALSE(c.out.empty());
+  // Weighed by the remaining share: entropy * r > -1 always holds (every token escalates).
+  const test::CommandResult h = run_slm(pair + " --strategy token-cascade --horizon --threshold -1 -p 'The jury' -n 8 --temp 0 --ignore-eos --json");
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  const auto hj = nlohmann::json::parse(h.out);
+  EXPECT_EQ(hj["stats"]["policy"], "entropy*rem>-1");
+  EXPECT_EQ(hj["stats"]["decided_large"], 8);
   for (const std::string& s : {std::string("contrastive --beta 0.5"), "proxy --tuned " + test::quote(ip.tuned) + " --alpha 0.5"}) {
     const test::CommandResult r = run_slm(pair + " --strategy " + s + " -p 'The jury' -n 8 --ignore-eos --json");
     ASSERT_EQ(r.exit_code, 0) << s << ": " << r.err;

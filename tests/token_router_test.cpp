@@ -381,6 +381,14 @@ TEST(RouterPolicy, EscalatesAtTheThreshold) {
   }
   EXPECT_GT(escalated, 0);
   EXPECT_EQ(RouterPolicy(r, 0.4f).describe(), "router>=0.40");
+  // Weighed by the remaining share r: p * r >= threshold.
+  const std::vector<float> logits = random_vec(g, 50, 2.0f), hidden = random_vec(g, 6);
+  const float p = r.probability(logits, hidden);
+  RouterPolicy weighed(r, 0.5f * p, true);
+  EXPECT_TRUE(weighed.escalate(logits, hidden, 1.0));
+  EXPECT_TRUE(weighed.escalate(logits, hidden, 0.51));
+  EXPECT_FALSE(weighed.escalate(logits, hidden, 0.49));
+  EXPECT_EQ(RouterPolicy(r, 0.4f, true).describe(), "router*rem>=0.40");
   EXPECT_THROW(RouterPolicy(r, 1.5f), Error);
   EXPECT_THROW(RouterPolicy(r, -0.1f), Error);
 }

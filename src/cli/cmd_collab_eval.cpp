@@ -47,6 +47,7 @@ struct CollabEvalFlags {
   int n_predict = 64, limit = 0;
   std::vector<int> draft_max;  // empty: {4}
   float draft_min_prob = 0.0f, alpha = 0.1f, beta = 1.0f, proxy_alpha = 1.0f;
+  bool horizon = false;  // token-cascade, router: weigh by the remaining share of -n
   RuntimeFlags rt;
 };
 
@@ -160,6 +161,7 @@ class Evaluator {
       small_.kv->clear();
       large_.kv->clear();
       CascadeDecodeModel cascade(*small_.tr, *small_.kv, *large_.tr, *large_.kv, policy);
+      cascade.set_horizon(opt_.max_tokens);
       outs.push_back(generate(cascade, p, opt_).tokens);
       decided += cascade.stats().decided;
       decided_large += cascade.stats().decided_large;
@@ -424,7 +426,7 @@ void run_collab_eval(const CollabEvalFlags& f) {
       for (int k : f.draft_max.empty() ? std::vector<int>{4} : f.draft_max) ev.run_speculative(k);
     } else if (s == "token-cascade") {
       for (double t : f.thresholds.empty() ? default_thresholds(s, f.metric) : f.thresholds) {
-        UncertaintyPolicy policy(parse_uncertainty_metric(f.metric), t);
+        UncertaintyPolicy policy(parse_uncertainty_metric(f.metric), t, f.horizon);
         ev.run_cascade(s, policy);
       }
     } else if (s == "request-cascade") {
@@ -433,7 +435,7 @@ void run_collab_eval(const CollabEvalFlags& f) {
         ev.run_request_cascade(RequestScore{metric, t});
     } else if (s == "router") {
       for (double t : f.thresholds.empty() ? default_thresholds(s, "") : f.thresholds) {
-        RouterPolicy policy(*router, static_cast<float>(t));
+        RouterPolicy policy(*router, static_cast<float>(t), f.horizon);
         ev.run_cascade(s, policy);
       }
     } else if (s == "contrastive") {
@@ -477,6 +479,9 @@ void register_collab_eval(CLI::App& collab) {
   cmd->add_option("--threshold", f->thresholds,
                   "thresholds for token-cascade, request-cascade and router (repeatable; default: a sweep per strategy)");
   cmd->add_option("--metric", f->metric, "token-cascade uncertainty: maxprob | margin | entropy")->capture_default_str();
+  cmd->add_flag("--horizon", f->horizon,
+               "token-cascade, router: weigh the uncertainty (router: probability) by the share of the -n "
+               "tokens still to come (escalate early, where a divergence changes more of the output)");
   cmd->add_option("--request-metric", f->request_metric, "request-cascade score: nll | maxprob | margin | entropy")
       ->capture_default_str();
   cmd->add_option("--router", f->router, "token router (from `slm collab router train`) for --strategy router");

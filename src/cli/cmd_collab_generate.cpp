@@ -41,6 +41,7 @@ struct CollabGenerateFlags {
   double threshold = std::nan("");  // NaN: the metric's default
   float alpha = std::nanf("");      // NaN: the strategy's default
   float beta = 1.0f;
+  bool horizon = false;
   CompletionFlags completion;
   SamplingFlags sampling;
   RuntimeFlags rt;
@@ -87,6 +88,7 @@ std::string num(double v) {
 Outcome run_token_cascade(Loaded& small, Loaded& large, EscalationPolicy& policy,
                           std::span<const int32_t> prompt, const GenerateOptions& opt, const TextCallback& on_text) {
   CascadeDecodeModel cascade(*small.tr, *small.kv, *large.tr, *large.kv, policy);
+  cascade.set_horizon(opt.max_tokens);  // the policy uses it only when weighing by the remaining share
   Outcome o;
   o.r = generate(cascade, prompt, opt, on_text);
   const CascadeStats& s = cascade.stats();
@@ -127,6 +129,8 @@ void run_collab_generate(const CollabGenerateFlags& f) {
   if (st == "router" && f.router.empty()) throw Error("--strategy router needs --router ROUTER.gguf");
   if (st != "router" && !f.router.empty()) throw Error("--router is only used by --strategy router");
   if (st == "router" && !f.metric.empty()) throw Error("--metric is not used by --strategy router");
+  if (f.horizon && st != "token-cascade" && st != "router")
+    throw Error("--horizon is only used by --strategy token-cascade and router");
   if (st == "proxy" && f.tuned.empty())
     throw Error("--strategy proxy needs --tuned TUNED_SMALL (and --small the base small model)");
   if (st != "proxy" && !f.tuned.empty()) throw Error("--tuned is only used by --strategy proxy");
@@ -183,10 +187,11 @@ void run_collab_generate(const CollabGenerateFlags& f) {
   const auto t0 = std::chrono::steady_clock::now();
   Outcome o;
   if (st == "token-cascade") {
-    UncertaintyPolicy policy(parse_uncertainty_metric(metric), threshold);
+    UncertaintyPolicy policy(parse_uncertainty_metric(metric), threshold, f.horizon);
     o = run_token_cascade(models[0], models[1], policy, prompt, opt, on_text);
   } else if (st == "router") {
-    RouterPolicy policy(TokenRouter::load(f.router, models[0].model->config()), static_cast<float>(threshold));
+    RouterPolicy policy(TokenRouter::load(f.router, models[0].model->config()), static_cast<float>(threshold),
+                        f.horizon);
     o = run_token_cascade(models[0], models[1], policy, prompt, opt, on_text);
   } else if (st == "request-cascade") {
     o = run_request_cascade(models[0], models[1], RequestScore{RequestScore::parse(metric), threshold},
@@ -250,6 +255,9 @@ void register_collab_generate(CLI::App& collab) {
   cmd->add_option("--threshold", f->threshold,
                   "escalate when maxprob < T, margin < T, entropy > T or nll > T "
                   "(defaults: 0.5, 0.2, 2.0, 3.0); router: escalate when its probability >= T (default 0.5)");
+  cmd->add_flag("--horizon", f->horizon,
+               "token-cascade, router: weigh the uncertainty (router: probability) by the share of -n still "
+               "to come, so the large model is spent early, where a divergence changes more of the output");
   cmd->add_option("--alpha", f->alpha, "contrastive: plausibility cutoff (default 0.1); proxy: steering weight (default 1.0)");
   cmd->add_option("--beta", f->beta, "contrastive: weight of the small model")->capture_default_str();
   add_completion_flags(cmd, f->completion);

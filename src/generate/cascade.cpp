@@ -36,8 +36,10 @@ void CascadeDecodeModel::forward(std::span<const int32_t> tokens, std::span<floa
                 std::to_string(room()) + " positions");
   small_.forward(tokens.data(), static_cast<int64_t>(tokens.size()), small_kv_, logits.data(), false);
   pending_.insert(pending_.end(), tokens.begin(), tokens.end());
-  ++stats_.decided;
-  last_escalated_ = policy_.escalate(logits, small_.last_hidden());
+  const int64_t index = stats_.decided++;  // tokens of this request decided before this one
+  const double remaining =
+      horizon_ > 0 ? static_cast<double>(std::max<int64_t>(horizon_ - index, 1)) / static_cast<double>(horizon_) : 1.0;
+  last_escalated_ = policy_.escalate(logits, small_.last_hidden(), remaining);
   if (!last_escalated_) return;
   // One batched call over everything the large model has not seen; its last row replaces the
   // small model's logits.

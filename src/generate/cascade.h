@@ -50,6 +50,11 @@ class CascadeDecodeModel : public DecodeModel {
   std::string piece(int32_t id) const override;
   bool is_end_of_generation(int32_t id) const override;
 
+  // The request's length in tokens (its max_tokens): each decision then tells the policy the share
+  // of the request still to come ((horizon - decided before it) / horizon). 0 (the default): not
+  // known, the policy is told 1.
+  void set_horizon(int64_t max_tokens) { horizon_ = max_tokens; }
+
   const CascadeStats& stats() const { return stats_; }
   // Whether the last forward() call was decided by the large model.
   bool last_escalated() const { return last_escalated_; }
@@ -67,6 +72,7 @@ class CascadeDecodeModel : public DecodeModel {
   std::vector<int32_t> pending_;  // tokens the large model has not seen, oldest first
   std::vector<float> scratch_;    // [n_vocab] large logits thrown away by sync()
   CascadeStats stats_;
+  int64_t horizon_ = 0;
   bool last_escalated_ = false;
 };
 

@@ -15,12 +15,14 @@ namespace slm {
 class RouterPolicy : public EscalationPolicy {
  public:
   // threshold in [0, 1] (0: always escalate; above 1 is refused as it would never). Throws
-  // slm::Error otherwise.
-  RouterPolicy(TokenRouter router, float threshold);
+  // slm::Error otherwise. Weighed by the remaining share r of the request: p * r >= threshold.
+  RouterPolicy(TokenRouter router, float threshold, bool weigh_by_remaining = false);
 
   // Checks the sizes against the small model the router was trained for (slm::Error otherwise).
-  bool escalate(std::span<const float> small_logits, std::span<const float> small_hidden) override;
-  std::string describe() const override;  // "router>=0.50"
+  using EscalationPolicy::escalate;
+  bool escalate(std::span<const float> small_logits, std::span<const float> small_hidden,
+                double remaining) override;
+  std::string describe() const override;  // "router>=0.50", weighed "router*rem>=0.50"
 
   const TokenRouter& router() const { return router_; }
   float threshold() const { return threshold_; }
@@ -29,6 +31,7 @@ class RouterPolicy : public EscalationPolicy {
  private:
   TokenRouter router_;
   float threshold_;
+  bool weigh_;
   float last_p_ = 0.0f;
 };
 

@@ -69,14 +69,23 @@ bool crosses_threshold(UncertaintyMetric m, double value, double threshold) {
   return m == UncertaintyMetric::kEntropy ? value > threshold : value < threshold;
 }
 
-bool UncertaintyPolicy::escalate(std::span<const float> small_logits, std::span<const float>) {
-  return crosses_threshold(metric_, token_uncertainty(small_logits).get(metric_), threshold_);
+bool UncertaintyPolicy::escalate(std::span<const float> small_logits, std::span<const float>, double remaining) {
+  const double v = token_uncertainty(small_logits).get(metric_);
+  if (!weigh_) return crosses_threshold(metric_, v, threshold_);
+  if (metric_ == UncertaintyMetric::kEntropy) return v * remaining > threshold_;
+  return (1.0 - v) * remaining > 1.0 - threshold_;
 }
 
 std::string UncertaintyPolicy::describe() const {
   std::ostringstream os;
-  os << uncertainty_metric_name(metric_) << (metric_ == UncertaintyMetric::kEntropy ? ">" : "<")
-     << threshold_;
+  const bool entropy = metric_ == UncertaintyMetric::kEntropy;
+  if (!weigh_) {
+    os << uncertainty_metric_name(metric_) << (entropy ? ">" : "<") << threshold_;
+  } else if (entropy) {
+    os << "entropy*rem>" << threshold_;
+  } else {
+    os << "(1-" << uncertainty_metric_name(metric_) << ")*rem>" << 1.0 - threshold_;
+  }
   return os.str();
 }
 

@@ -8,7 +8,9 @@
 //   entropy  = -sum_i p_i ln p_i, in nats      in [0, ln n]; high means unsure
 // UncertaintyPolicy escalates when maxprob < t, margin < t, or entropy > t (strictly), so a
 // threshold outside the metric's range always or never escalates (maxprob < 2: always; entropy >
-// -1: always; entropy > 1e9: never).
+// -1: always; entropy > 1e9: never). Weighed by the remaining share r of the request (option):
+// entropy * r > t, (1 - maxprob) * r > 1 - t, (1 - margin) * r > 1 - t (the same rules at r = 1;
+// the bar rises towards the end of the request).
 #pragma once
 
 #include <span>
@@ -41,15 +43,20 @@ bool crosses_threshold(UncertaintyMetric m, double value, double threshold);
 
 class UncertaintyPolicy : public EscalationPolicy {
  public:
-  UncertaintyPolicy(UncertaintyMetric metric, double threshold) : metric_(metric), threshold_(threshold) {}
-  bool escalate(std::span<const float> small_logits, std::span<const float> small_hidden) override;
-  std::string describe() const override;  // "entropy>2", "maxprob<0.5", "margin<0.1"
+  UncertaintyPolicy(UncertaintyMetric metric, double threshold, bool weigh_by_remaining = false)
+      : metric_(metric), threshold_(threshold), weigh_(weigh_by_remaining) {}
+  using EscalationPolicy::escalate;
+  bool escalate(std::span<const float> small_logits, std::span<const float> small_hidden,
+                double remaining) override;
+  // "entropy>2", "maxprob<0.5", "margin<0.1"; weighed: "entropy*rem>2", "(1-maxprob)*rem>0.5"
+  std::string describe() const override;
   UncertaintyMetric metric() const { return metric_; }
   double threshold() const { return threshold_; }
 
  private:
   UncertaintyMetric metric_;
   double threshold_;
+  bool weigh_;
 };
 
 }  // namespace slm
