@@ -113,6 +113,7 @@ class Transformer {
   // product's rows over the threads (no exchange of activations between cores; results equal).
   bool split_by_sequence_ = false;
   std::vector<std::unique_ptr<ForwardLane>> lanes_;  // one per thread, made on first use
+  std::vector<size_t> lane_edges_;                   // the groups of the current batch
 };
 
 }  // namespace slm

@@ -231,16 +231,24 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
   // Each thread takes a contiguous group of sequences with about rows / threads rows.
   if (lanes_.empty())
     for (int t = 0; t < threads; ++t) lanes_.push_back(std::make_unique<ForwardLane>(c));
-  std::vector<size_t> edge(static_cast<size_t>(threads) + 1, seqs.size());
+  std::vector<size_t>& edge = lane_edges_;  // group t is sequences [edge[t], edge[t + 1])
+  edge.assign(static_cast<size_t>(threads) + 1, seqs.size());
   edge[0] = 0;
   for (size_t si = 0, t = 1, acc = 0; si < seqs.size() && t < static_cast<size_t>(threads); ++si) {
     acc += static_cast<size_t>(seqs[si].n);
     if (acc * static_cast<size_t>(threads) >= t * static_cast<size_t>(rows)) edge[t++] = si + 1;
   }
-  pool_.run([&](int t) {
-    const size_t a = edge[static_cast<size_t>(t)], b = edge[static_cast<size_t>(t) + 1];
-    ForwardLane& lane = *lanes_[static_cast<size_t>(t)];
-    if (a < b) forward_rows(seqs.subspan(a, b - a), lane.pool, lane.scratch);
+  // One pointer captured, so the std::function holding the job needs no heap allocation.
+  struct Job {
+    Transformer* self;
+    std::span<const SequenceBatch> seqs;
+  } job{this, seqs};
+  const Job* jp = &job;
+  pool_.run([jp](int t) {
+    Transformer& self = *jp->self;
+    const size_t a = self.lane_edges_[static_cast<size_t>(t)], b = self.lane_edges_[static_cast<size_t>(t) + 1];
+    ForwardLane& lane = *self.lanes_[static_cast<size_t>(t)];
+    if (a < b) self.forward_rows(jp->seqs.subspan(a, b - a), lane.pool, lane.scratch);
   });
   // last_hidden() is the last sequence's, computed by the last non-empty group.
   for (size_t t = static_cast<size_t>(threads); t-- > 0;)
