@@ -249,12 +249,14 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
     for (int r = 0; r < NR; ++r)  // low + high 256 bits (the shuffle swaps the halves)
       h[r] = _mm512_castps512_ps256(_mm512_add_ps(acc[i][r], _mm512_shuffle_f32x4(acc[i][r], acc[i][r], 0x4e)));
     float s[NR];
+    // Every row in hsum4's order, also the last rows of a matrix (NR < 4), so that a row's sum
+    // does not depend on the kernel that computed it (float_decode_seq uses the same order).
     if constexpr (NR % 4 == 0) {
       #pragma GCC unroll 4
       for (int r = 0; r < NR; r += 4) _mm_storeu_ps(s + r, hsum4(h[r], h[r + 1], h[r + 2], h[r + 3]));
     } else {
       #pragma GCC unroll 16
-      for (int r = 0; r < NR; ++r) s[r] = hsum(h[r]);
+      for (int r = 0; r < NR; ++r) s[r] = _mm_cvtss_f32(hsum4(h[r], h[r], h[r], h[r]));
     }
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
@@ -400,6 +402,8 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
           for (int k = 0; k < 8; ++k) wr[k] = base + (r + k) * cols;
           float_block_zmm<L, 8, 1>(wr, xr, cols, t.y + r, 1, 0, 0);
         }
+        float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);  // the last 0-7 rows
+        return;
       }
     }
     for (; r + 4 <= r1; r += 4) float_decode4<L>(base + r * cols, x, cols, at + static_cast<uintptr_t>(r + 8) * row, end, t.y + r);
