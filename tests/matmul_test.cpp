@@ -275,13 +275,35 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
   uint32_t seed = 400;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
-    for (DType t : {DType::F32, DType::F16}) {
+    for (DType t : {DType::F32, DType::F16, DType::BF16}) {
       // cols: a multiple of 16, one with an 8-wide tail, one with a scalar tail; 37 and 13 rows:
       // the last rows of a matrix (narrower tiles, the 8-row decode's remainder).
       for (const Shape& s : {Shape{64, 320}, Shape{32, 864}, Shape{48, 72}, Shape{16, 44}, Shape{1040, 64},
                              Shape{37, 864}, Shape{13, 320}, Shape{37, 72}}) {
         const Weights w = make_weights(t, s.rows, s.cols, seed++);
         for (int64_t m : {2, 3, 5, 7, 8, 13}) {
+          SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols
+                                            << " m=" << m << " threads=" << threads);
+          expect_rows_equal_decode(pool, w.view, make_input(m, s.cols, seed++), m);
+        }
+      }
+    }
+  }
+}
+
+// The same on CPUs without AVX-512 (the AVX2 float kernels): decode and prefill tiles give each
+// row the same sum, bit for bit (speculative decoding's greedy identity rests on it).
+TEST(Matmul, Avx2FloatRowsEqualDecodeBitwise) {
+  const KernelSwitch avx2(set_use_avx2, true), ymm(set_use_avx512f, false);
+  if (!use_avx2()) GTEST_SKIP() << "no AVX2 kernels";
+  uint32_t seed = 500;
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+      for (const Shape& s : {Shape{64, 320}, Shape{32, 864}, Shape{48, 72}, Shape{16, 44}, Shape{37, 864},
+                             Shape{13, 320}}) {
+        const Weights w = make_weights(t, s.rows, s.cols, seed++);
+        for (int64_t m : {2, 3, 5, 8, 13}) {
           SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols
                                             << " m=" << m << " threads=" << threads);
           expect_rows_equal_decode(pool, w.view, make_input(m, s.cols, seed++), m);

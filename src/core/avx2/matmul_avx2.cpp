@@ -1,9 +1,9 @@
 // AVX2/FMA/F16C row kernels (compiled with -mavx2 -mfma -mf16c; called only when use_avx2()).
 // Float weights: a register-blocked dot-product micro-kernel, NR weight rows x NX activation rows
 // per pass (3 x 4 for prefill: 12 accumulators + 3 weight vectors + 1 activation = 16 registers);
-// decode (m = 1) has its own 4-row kernel with software prefetch of the rows ahead (memory-bound);
-// with AVX-512, F16 (and short F32 rows) decode one row after the other, longer F32 rows 8 at a
-// time with 512-bit loads.
+// decode (m = 1) takes one row after the other (one sequential stream for the hardware
+// prefetcher; long F32 rows with AVX-512: 8 at a time), with each row's sum bit for bit the one
+// the prefill tiles give it.
 // Where the CPU has AVX-512F (use_avx512f()), prefill takes 4 x 6 tiles on 512-bit vectors instead
 // (float_block_zmm, functions marked SLM_AVX512F).
 // Quantized weights: each weight block is unpacked once into bytes and multiplied with up to 4
@@ -200,7 +200,7 @@ struct Zmm<LoadBF16> {
 };
 
 // y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
-// pf != 0: also prefetch (into L2, like float_decode4), spread over the column steps, as many bytes
+// pf != 0: also prefetch (into L2), spread over the column steps, as many bytes
 // as the block reads, from address pf on (stopping at end): the caller points it at the block it
 // will read two blocks later.
 template <class L, int NR, int NX>
@@ -294,55 +294,13 @@ ZmmBlockFn<L> float_block_zmm_fn(int nr, int nx) {
 
 #pragma GCC diagnostic pop
 
-// Decode (m = 1): 4 adjacent weight rows x 16 columns per step, 8 independent accumulators. The
-// 4 rows are one contiguous region but 4 short interleaved streams to the hardware prefetcher,
-// which then starts late on every block; so each step also prefetches its share of the 4-row
-// block after next (the step reads 4 * 16 * sizeof(T) bytes and prefetches as many), keeping
-// about two blocks of loads in flight ahead of the FMAs. Into L2 (T1): for long rows two blocks
-// would not fit beside the current one in L1. Measured on Zen 4, [32000 x 768] F16: 15 -> 35 GB/s.
-template <class L>
-void float_decode4(const typename L::T* w, const float* x, int64_t cols, uintptr_t next, uintptr_t end, float* y) {
-  using T = typename L::T;
-  constexpr int kStep = 4 * 16 * static_cast<int>(sizeof(T));  // bytes of weights per step
-  __m256 acc[4][2];
-  #pragma GCC unroll 16
-  for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  int64_t c = 0;
-  uintptr_t pf = next;  // an address, not a pointer: it runs past the rows near the end
-  for (; c + 16 <= cols; c += 16, pf += kStep) {
-    #pragma GCC unroll 16
-    for (int k = 0; k < kStep; k += 64)
-      if (pf + k < end) _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T1);
-    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-    #pragma GCC unroll 16
-    for (int r = 0; r < 4; ++r) {
-      acc[r][0] = _mm256_fmadd_ps(L::load8(w + r * cols + c), x0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(L::load8(w + r * cols + c + 8), x1, acc[r][1]);
-    }
-  }
-  if (c + 8 <= cols) {
-    const __m256 x0 = _mm256_loadu_ps(x + c);
-    #pragma GCC unroll 16
-    for (int r = 0; r < 4; ++r) acc[r][0] = _mm256_fmadd_ps(L::load8(w + r * cols + c), x0, acc[r][0]);
-    c += 8;
-  }
-  const __m128 s = hsum4(_mm256_add_ps(acc[0][0], acc[0][1]), _mm256_add_ps(acc[1][0], acc[1][1]),
-                         _mm256_add_ps(acc[2][0], acc[2][1]), _mm256_add_ps(acc[3][0], acc[3][1]));
-  float out[4];
-  _mm_storeu_ps(out, s);
-  #pragma GCC unroll 16
-  for (int r = 0; r < 4; ++r) {
-    for (int64_t k = c; k < cols; ++k) out[r] += L::load1(w + r * cols + k) * x[k];
-    y[r] = out[r];
-  }
-}
-
 #pragma GCC diagnostic push  // as above (GCC 12's AVX-512 intrinsics)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// Decode (m = 1) of F16 rows on AVX-512: one row after the other. The thread's rows are then one
-// sequential stream, which the hardware prefetcher follows without software prefetches, where
-// float_decode4's 4 interleaved row streams (with prefetches) fall behind on Zen 5. One
+// Decode (m = 1) of F16 / BF16 rows (and short F32 rows) on AVX-512: one row after the other. The
+// thread's rows are then one sequential stream, which the hardware prefetcher follows without
+// software prefetches, where the former kernel's 4 interleaved row streams (with prefetches into
+// L2, 16 columns a step, 8 accumulators) fell behind on Zen 5. One
 // accumulator per row, reduced as float_block_zmm reduces (16-column steps, the 8-wide tail in
 // the low lanes, halves added, then hsum4's order), so a row's sum is bit for bit the one it has
 // in a product of several rows; rows overlap in the out-of-order window, hiding the chain's FMA
@@ -374,44 +332,40 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   const T* base = static_cast<const T*>(t.w.data);
   const float* x = static_cast<const float*>(t.x);
   if (m == 1) {
-    // Prefetches stop at the end of this thread's rows (r1), never past the matrix.
-    const uintptr_t at = reinterpret_cast<uintptr_t>(base), row = static_cast<uintptr_t>(cols) * sizeof(T);
-    const uintptr_t end = at + static_cast<uintptr_t>(r1) * row;
-    int64_t r = r0;
-    // F16 rows, and F32 rows of fewer than 512 columns (s15m: its 32000 x 288 output head and
-    // the 288-column projections; F32 decode 2.6 -> 2.2 ms per token at 1 thread, level at 2),
-    // one after the other. Longer F32 rows keep the 8-row kernel below (one after the other was
-    // level on s110m and 3-6% slower on q500m).
-    if constexpr (std::is_same_v<L, LoadF16> || std::is_same_v<L, LoadF32>) {
-      if (use_avx512f() && (std::is_same_v<L, LoadF16> || cols < 512)) {
-        float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);
-        return;
+    // Every decode kernel gives a row the sum, bit for bit, that the prefill kernels give it (the
+    // same accumulation and reduction order), so that a product of several rows (speculative
+    // verification, batched decoding) equals the rows' own decode steps.
+    if (!use_avx512f()) {
+      // AVX2: row after row, one accumulator each, as float_block accumulates. On this Zen 5 with
+      // AVX-512 switched off, alternating decode steps: F32 9-10% faster and F16 level (1-4%
+      // slower) than 4 interleaved rows with 8 accumulators and prefetches, which did not give the
+      // prefill tiles' sums; 4 interleaved rows with one accumulator each were 1.3-2x slower.
+      const float* xr[1] = {x};
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* wr[1] = {base + r * cols};
+        float_block<L, 1, 1>(wr, xr, cols, t.y + r, 1);
       }
+      return;
     }
+    int64_t r = r0;
     if constexpr (std::is_same_v<L, LoadF32>) {
-      // F32 on AVX-512: 8 rows at a time, 512-bit loads, no software prefetch. Streaming F32 from
-      // memory, 8 row streams with full-line loads let the hardware prefetcher run ahead better
-      // than float_decode4's 4 rows of half-line loads with prefetches. Alternating decode steps
-      // in one process (medians of 15 x 8 tokens, two runs each): s110m F32 19.5 / 23.1 vs 23.1 /
-      // 23.5 ms per token at 1 thread, 9.4 / 9.6 vs 10.4 / 10.6 ms at 2; s15m F32 2.25 / 2.33 vs
-      // 2.39 / 2.56 ms and 0.90 vs 0.92 / 0.94 ms. (F16 takes float_decode_seq, above.)
-      if (use_avx512f()) {
+      // F32 rows of 512 columns or more: 8 rows at a time, 512-bit loads, no software prefetch:
+      // 8 row streams of full-line loads keep up with the hardware prefetcher for long F32 rows
+      // (alternating decode steps: s110m F32 19.5 / 23.1 vs 23.1 / 23.5 ms per token at 1 thread
+      // against the former 4-row kernel, 9.4 / 9.6 vs 10.4 / 10.6 at 2; row after row was level on
+      // s110m and 3-6% slower on q500m). Shorter rows (s15m: its 32000 x 288 output head and the
+      // 288-column projections) go row after row: s15m F32 decode 2.6 -> 2.2 ms per token at 1
+      // thread, level at 2.
+      if (cols >= 512) {
         const float* xr[1] = {x};
         for (; r + 8 <= r1; r += 8) {
           const float* wr[8];
           for (int k = 0; k < 8; ++k) wr[k] = base + (r + k) * cols;
           float_block_zmm<L, 8, 1>(wr, xr, cols, t.y + r, 1, 0, 0);
         }
-        float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);  // the last 0-7 rows
-        return;
       }
     }
-    for (; r + 4 <= r1; r += 4) float_decode4<L>(base + r * cols, x, cols, at + static_cast<uintptr_t>(r + 8) * row, end, t.y + r);
-    for (; r < r1; ++r) {
-      const T* wr[1] = {base + r * cols};
-      const float* xr[1] = {x};
-      float_block<L, 1, 1>(wr, xr, cols, t.y + r, rows);
-    }
+    float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);
     return;
   }
   // AVX2: 3 weight rows x 4 activation rows; AVX-512F: 4 x 6 (see float_block_zmm).
