@@ -294,36 +294,23 @@ ZmmBlockFn<L> float_block_zmm_fn(int nr, int nx) {
 
 #pragma GCC diagnostic pop
 
-#pragma GCC diagnostic push  // as above (GCC 12's AVX-512 intrinsics)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// Decode (m = 1) of F16 / BF16 rows (and short F32 rows) on AVX-512: one row after the other. The
-// thread's rows are then one sequential stream, which the hardware prefetcher follows without
-// software prefetches, where the former kernel's 4 interleaved row streams (with prefetches into
-// L2, 16 columns a step, 8 accumulators) fell behind on Zen 5. One
-// accumulator per row, reduced as float_block_zmm reduces (16-column steps, the 8-wide tail in
-// the low lanes, halves added, then hsum4's order), so a row's sum is bit for bit the one it has
-// in a product of several rows; rows overlap in the out-of-order window, hiding the chain's FMA
-// latency. Alternating decode steps in one process (medians, ms per token, F16 bench models):
-// s110m 10.7 -> 8.9 at 1 thread, 5.8 -> 4.6 at 2; q500m 37.0 -> 32.5; s15m 1.05 -> 0.91. (Four
-// accumulators a row would be a few percent faster on some shapes, but would break that equality.)
+// Decode (m = 1) of F16 / BF16 rows (and short F32 rows) on AVX-512: one row after the other
+// (float_block_zmm with one row and one activation row, so a row's sum is bit for bit the one it
+// has in a product of several rows). The thread's rows are then one sequential stream, which the
+// hardware prefetcher follows without software prefetches, where the former kernel's 4
+// interleaved row streams (with prefetches into L2, 16 columns a step, 8 accumulators) fell behind
+// on Zen 5; rows overlap in the out-of-order window, hiding the one accumulator's FMA latency.
+// Alternating decode steps in one process (medians, ms per token, F16 bench models): s110m 10.7 ->
+// 8.9 at 1 thread, 5.8 -> 4.6 at 2; q500m 37.0 -> 32.5; s15m 1.05 -> 0.91. (Four accumulators a row
+// would be a few percent faster on some shapes, but would break that equality.)
 template <class L>
 SLM_AVX512F void float_decode_seq(const typename L::T* w, const float* x, int64_t cols, int64_t nrows, float* y) {
-  for (int64_t r = 0; r < nrows; ++r, w += cols) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t c = 0;
-    for (; c + 16 <= cols; c += 16) acc = _mm512_fmadd_ps(Zmm<L>::load16(w + c), _mm512_loadu_ps(x + c), acc);
-    if (c + 8 <= cols) {
-      acc = _mm512_fmadd_ps(Zmm<L>::load8z(w + c), _mm512_maskz_loadu_ps(0xff, x + c), acc);
-      c += 8;
-    }
-    const __m256 h = _mm512_castps512_ps256(_mm512_add_ps(acc, _mm512_shuffle_f32x4(acc, acc, 0x4e)));
-    float s = _mm_cvtss_f32(hsum4(h, h, h, h));
-    for (; c < cols; ++c) s += L::load1(w + c) * x[c];
-    y[r] = s;
+  const float* xr[1] = {x};
+  for (int64_t r = 0; r < nrows; ++r) {
+    const typename L::T* wr[1] = {w + r * cols};
+    float_block_zmm<L, 1, 1>(wr, xr, cols, y + r, 1, 0, 0);
   }
 }
-#pragma GCC diagnostic pop
 
 template <class L>
 void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
