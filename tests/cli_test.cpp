@@ -58,6 +58,8 @@ TEST(Cli, BadInputGivesAMessageAndNonZeroExit) {
       {"serve --pair p=a.gguf,b.gguf --strategy sideways --port 0", "sideways"},
       {"serve --pair p=a.gguf,b.gguf --metric vibes --port 0", "vibes"},
       {"serve --pair p=a.gguf --port 0", "NAME=SMALL,LARGE"},
+      {"serve --model a=x.gguf --horizon --port 0", "--pair"},
+      {"serve --pair p=a.gguf,b.gguf --horizon --port 0", "not speculative"},
   };
   for (const auto& c : cases) {
     const CommandResult r = run_slm(c.args);

@@ -129,6 +129,9 @@ TEST(CollabEvalCli, PairEndToEnd) {
   r = run_slm(base + "--strategy router");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--router"), std::string::npos) << r.err;
+  r = run_slm(base + "--strategy small --strategy speculative --horizon");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--horizon is only used by"), std::string::npos) << r.err;
   std::ofstream(dir / "empty.txt") << "\n  \n";
   r = run_slm("collab eval --small '" + small.string() + "' --large '" + large.string() + "' --prompts '" +
               (dir / "empty.txt").string() + "'");

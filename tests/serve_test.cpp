@@ -39,7 +39,9 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "generate/cascade.h"
 #include "generate/generator.h"
+#include "generate/uncertainty.h"
 #include "generate/sampler.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -930,6 +932,67 @@ TEST(ServePair, SpeculativeGreedyEqualsLargeModelGenerate) {
     EXPECT_NE(m.find("slm_pair_tokens_total{model=\"pair\",member=\"small\"}"), std::string::npos) << m;
     EXPECT_NE(m.find("slm_pair_tokens_total{model=\"pair\",member=\"large\"}"), std::string::npos) << m;
   }
+}
+
+// --horizon on a cascade pair: each decision is weighed by the share of the request's max_tokens
+// still to come, exactly as CascadeDecodeModel::set_horizon does in `slm collab generate`.
+TEST(ServePair, CascadeHorizonWeighsByTheRequestsMaxTokens) {
+  auto small_ref = Model::load(model_path(kSmall));
+  auto large_ref = Model::load(model_path(kLarge));
+  const int64_t context = std::min(small_ref->config().ctx_len, large_ref->config().ctx_len);
+  const std::string prompt = "The jury said that";
+  const int max_tokens = 24;
+  const std::vector<int32_t> ids = encode_prompt(*large_ref, prompt);
+  // The referee: the library's cascade, with and without the weighing.
+  const auto referee = [&](double threshold, bool horizon) {
+    ThreadPool pool(1);
+    Transformer st(*small_ref, pool), lt(*large_ref, pool);
+    KvCache skv(small_ref->config(), context), lkv(large_ref->config(), context);
+    UncertaintyPolicy policy(UncertaintyMetric::kEntropy, threshold, horizon);
+    CascadeDecodeModel cascade(st, skv, lt, lkv, policy);
+    if (horizon) cascade.set_horizon(max_tokens);
+    GenerateOptions o;
+    o.max_tokens = max_tokens;
+    o.sampler = greedy();
+    o.stop_at_eog = false;
+    const GenerateResult g = generate(cascade, ids, o);
+    return std::make_pair(g.text, cascade.stats().decided_large);
+  };
+  // A threshold at which the weighing changes how many tokens the large model decides.
+  double threshold = 0;
+  std::pair<std::string, int64_t> want;
+  for (double t : {0.5, 1.0, 1.5, 2.0, 2.5, 3.0}) {
+    want = referee(t, true);
+    if (want.second != referee(t, false).second) {
+      threshold = t;
+      break;
+    }
+  }
+  ASSERT_GT(threshold, 0) << "no threshold where --horizon changes the large model's share";
+
+  ServerMetrics engine_metrics;
+  PairEngineOptions po;
+  po.strategy = PairStrategy::Cascade;
+  po.threads = 1;
+  po.threshold = threshold;
+  po.horizon = true;
+  std::vector<ServedModel> models;
+  {
+    ServedModel sm;
+    sm.name = "pair";
+    sm.chat = serve_chat_template(*large_ref, "chatml", sm.chat_error);
+    sm.engine = std::make_unique<PairEngine>("pair", Model::load(model_path(kSmall)), Model::load(model_path(kLarge)),
+                                             po, &engine_metrics);
+    models.push_back(std::move(sm));
+  }
+  auto ts = std::make_unique<TestServer>(ServerOptions{}, std::move(models), engine_metrics);
+  auto c = ts->client();
+  const HttpResult r = post(c, "/v1/completions", {{"model", "pair"}, {"prompt", prompt}, {"max_tokens", max_tokens},
+                                                   {"temperature", 0}, {"ignore_eos", true}});
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["choices"][0]["text"], want.first);
+  EXPECT_EQ(r.body["usage"]["slm"]["strategy"], "cascade");
+  EXPECT_EQ(r.body["usage"]["slm"]["large_tokens"], want.second) << "threshold " << threshold;
 }
 
 // ---- 9. SIGTERM on the real binary --------------------------------------------------------------

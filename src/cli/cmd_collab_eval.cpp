@@ -369,6 +369,9 @@ void run_collab_eval(const CollabEvalFlags& f) {
     if (s == "router" && f.router.empty()) throw Error("--strategy router needs --router ROUTER.gguf");
     if (s == "proxy" && f.tuned.empty()) throw Error("--strategy proxy needs --tuned TUNED_SMALL.gguf");
   }
+  if (f.horizon && std::find(strategies.begin(), strategies.end(), "token-cascade") == strategies.end() &&
+      std::find(strategies.begin(), strategies.end(), "router") == strategies.end())
+    throw Error("--horizon is only used by --strategy token-cascade and router, and neither is run");
   const auto prompt_texts = read_prompts(f.prompts, f.limit);
 
   Loaded small{f.small, {}, {}, {}}, large{f.large, {}, {}, {}}, tuned{f.tuned, {}, {}, {}};

@@ -39,6 +39,7 @@ struct ServeFlags {
   double threshold = 2.0;
   std::string router;
   float router_threshold = 0.5f;
+  bool horizon = false;
 };
 
 std::pair<std::string, std::string> split_name(const std::string& spec, const char* flag) {
@@ -71,6 +72,8 @@ void run_serve(const ServeFlags& f) {
   if (f.queue < 0) throw Error("serve: --queue must be >= 0");
   (void)parse_pair_strategy(f.strategy);
   (void)parse_uncertainty_metric(f.metric);
+  if (f.horizon && parse_pair_strategy(f.strategy) == PairStrategy::Speculative)
+    throw Error("serve: --horizon applies to --strategy cascade and router, not speculative");
 
   // Signals are taken by one thread (sigwait) rather than a handler: blocked here, before any
   // thread starts, so every thread inherits the mask. A vanished client must not kill us (SIGPIPE).
@@ -129,6 +132,7 @@ void run_serve(const ServeFlags& f) {
     po.threshold = f.threshold;
     po.router_path = f.router;
     po.router_threshold = f.router_threshold;
+    po.horizon = f.horizon;
     ServedModel sm;
     sm.name = name;
     sm.chat = serve_chat_template(*large, f.chat_template, sm.chat_error);
@@ -187,12 +191,15 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--threshold", f->threshold, "cascade pairs: escalate to the large model past this uncertainty")->capture_default_str();
   cmd->add_option("--router", f->router, "router pairs: the router GGUF (slm collab router train)");
   cmd->add_option("--router-threshold", f->router_threshold, "router pairs: escalate at or above this router score")->capture_default_str();
+  cmd->add_flag("--horizon", f->horizon,
+                "cascade and router pairs: weigh the uncertainty (router: score) by the share of the request's "
+                "max_tokens still to come, so the large model is spent early");
   add_runtime_flags(cmd, f->rt);
   cmd->callback([f, cmd] {
     // Pair settings without a pair would be silently ignored: say so instead.
     if (f->pairs.empty())
       for (const char* flag : {"--strategy", "--draft-max", "--draft-min-prob", "--metric", "--threshold", "--router",
-                               "--router-threshold"})
+                               "--router-threshold", "--horizon"})
         if (cmd->count(flag) > 0) throw Error(std::string("serve: ") + flag + " applies to --pair models only");
     run_serve(*f);
   });

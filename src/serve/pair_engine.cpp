@@ -33,9 +33,9 @@ struct PairEngine::Runner {
   Runner(const Model& small, const Model& large, const PairEngineOptions& o, int64_t context)
       : pool(std::max(1, o.threads)), small_tf(small, pool), large_tf(large, pool),
         small_kv(small.config(), context, o.kv_type), large_kv(large.config(), context, o.kv_type) {
-    if (o.strategy == PairStrategy::Cascade) policy = std::make_unique<UncertaintyPolicy>(o.metric, o.threshold);
+    if (o.strategy == PairStrategy::Cascade) policy = std::make_unique<UncertaintyPolicy>(o.metric, o.threshold, o.horizon);
     if (o.strategy == PairStrategy::Router)
-      policy = std::make_unique<RouterPolicy>(TokenRouter::load(o.router_path, small.config()), o.router_threshold);
+      policy = std::make_unique<RouterPolicy>(TokenRouter::load(o.router_path, small.config()), o.router_threshold, o.horizon);
   }
   ThreadPool pool;
   Transformer small_tf, large_tf;
@@ -167,6 +167,7 @@ void PairEngine::serve_one(Pending& p) {
     counts.large = counts.completion - counts.small;
   } else {
     CascadeDecodeModel cascade(r.small_tf, r.small_kv, r.large_tf, r.large_kv, *r.policy);
+    if (opt_.horizon) cascade.set_horizon(job.options.max_tokens);
     gen = generate(cascade, job.prompt, job.options, on_text);
     counts.completion = static_cast<int64_t>(gen.tokens.size());
     counts.large = std::min(cascade.stats().decided_large, counts.completion);

@@ -38,6 +38,9 @@ struct PairEngineOptions {
   double threshold = 2.0;                                 // cascade: escalate past this
   std::string router_path;                                // router: the router GGUF
   float router_threshold = 0.5f;                          // router: escalate at or above
+  // cascade, router: weigh the uncertainty (router: score) by the share of the request's
+  // max_tokens still to come, so the large model is spent early (collab eval --horizon).
+  bool horizon = false;
 };
 
 class PairEngine : public Engine {
