@@ -148,6 +148,26 @@ TEST(ServeResponse, ChatChunkShapes) {
   EXPECT_EQ(usage.at("usage").at("total_tokens"), 5);
 }
 
+// The per-token event is byte for byte what the JSON library makes of the whole chunk, for
+// every byte value (control characters, quotes, invalid UTF-8 replaced), multi-byte UTF-8, and
+// a model name that contains the marker the template is cut at.
+TEST(ServeResponse, TextChunkEventEqualsTheDumpedChunk) {
+  std::vector<std::string> texts = {"", "abc", " the", "say \"hi\"\\", "tab\tnew\nline\r", "h\xc3\xa9llo",
+                                    "\xf0\x9f\x98\x80 ok", "bad \xc3", "\x7f\x01\x1f", "@@text@@"};
+  for (int b = 0; b < 256; ++b) texts.push_back(std::string(1, static_cast<char>(b)) + "x");
+  for (const CompletionMeta& m : {meta("chatcmpl-9"), CompletionMeta{"cmpl-\"7", 1700000000, "na@@text@@me\"", ""}}) {
+    for (const bool chat : {true, false}) {
+      const TextChunkEvent ev(m, chat);
+      std::string out = "stale";
+      for (const std::string& t : texts) {
+        const json chunk = chat ? chat_chunk_json(m, {{"content", t}}, "", nullptr) : text_chunk_json(m, t, "", nullptr);
+        ev.render(t, out);
+        EXPECT_EQ(out, "data: " + dump_json(chunk) + "\n\n") << "chat " << chat << ", text of " << t.size() << " bytes";
+      }
+    }
+  }
+}
+
 TEST(ServeResponse, TextChunkShapes) {
   const json c = text_chunk_json(meta("cmpl-4"), "abc", "", nullptr);
   expect_header(c, "cmpl-4", "text_completion");

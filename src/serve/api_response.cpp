@@ -103,6 +103,51 @@ json text_chunk_json(const CompletionMeta& m, const std::string& text, const std
   return r;
 }
 
+TextChunkEvent::TextChunkEvent(const CompletionMeta& m, bool chat) {
+  // The text is the first string in the dump (keys are sorted: "choices" comes before the id and
+  // the model name), so a marker there cannot be confused with one in a user-given name.
+  static const char kMarker[] = "@@text@@";
+  const std::string j = dump_json(chat ? chat_chunk_json(m, {{"content", kMarker}}, "", nullptr)
+                                       : text_chunk_json(m, kMarker, "", nullptr));
+  const size_t at = j.find(kMarker);
+  head_ = "data: " + j.substr(0, at);
+  tail_ = j.substr(at + sizeof kMarker - 1) + "\n\n";
+}
+
+void TextChunkEvent::render(std::string_view text, std::string& out) const {
+  out.assign(head_);
+  bool ascii = true;
+  for (const char ch : text) ascii = ascii && static_cast<unsigned char>(ch) < 0x80;
+  if (!ascii) {
+    // UTF-8 (and the replacement of invalid bytes) as the JSON library writes it.
+    const std::string quoted = dump_json(json(std::string(text)));
+    out.append(quoted, 1, quoted.size() - 2);
+  } else {
+    static const char kHex[] = "0123456789abcdef";
+    for (const char ch : text) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+          if (c < 0x20) {
+            out += "\\u00";
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+          } else {
+            out += static_cast<char>(c);
+          }
+      }
+    }
+  }
+  out += tail_;
+}
+
 json usage_chunk_json(const CompletionMeta& m, bool chat, const TokenCounts& counts) {
   json r = header(m, chat ? "chat.completion.chunk" : "text_completion");
   r["choices"] = json::array();

@@ -49,6 +49,21 @@ nlohmann::json chat_chunk_json(const CompletionMeta& m, const nlohmann::json& de
                                const std::string& finish_reason, const nlohmann::json& logprobs);
 nlohmann::json text_chunk_json(const CompletionMeta& m, const std::string& text,
                                const std::string& finish_reason, const nlohmann::json& logprobs);
+// The server-sent event of a text chunk without log-probabilities ("data: " + the chunk's JSON
+// + a blank line), exactly as dump_json(chat_chunk_json(m, {{"content", text}}, "", nullptr))
+// (or text_chunk_json) would give it. A stream sends one per token: rendering the constant part
+// once per request instead of building and dumping a JSON tree per token takes most of the
+// handler's per-token allocations away.
+class TextChunkEvent {
+ public:
+  TextChunkEvent(const CompletionMeta& m, bool chat);
+  // Replaces out's contents with the event of `text` (out's capacity is reused).
+  void render(std::string_view text, std::string& out) const;
+
+ private:
+  std::string head_, tail_;
+};
+
 // The final chunk of a stream with stream_options.include_usage: no choices, the usage.
 nlohmann::json usage_chunk_json(const CompletionMeta& m, bool chat, const TokenCounts& counts);
 

@@ -266,6 +266,8 @@ struct Server::Impl {
             const std::string s = "data: " + payload + "\n\n";
             return sink.write(s.data(), s.size());
           };
+          const TextChunkEvent text_event(meta, chat);
+          std::string event;  // reused for every token
           bool ok = true;
           if (chat) ok = send(dump_json(chat_chunk_json(meta, {{"role", "assistant"}, {"content", ""}}, "", nullptr)));
           int64_t offset = 0;
@@ -275,7 +277,12 @@ struct Server::Impl {
             RequestState::Update u;
             const bool any = state->wait(u, Clock::now() + std::chrono::milliseconds(500));
             done = u.finished;
-            if (!u.text.empty() || !u.logprobs.empty()) {
+            if (!u.text.empty() && u.logprobs.empty()) {
+              offset += static_cast<int64_t>(u.text.size());
+              text_event.render(u.text, event);
+              ok = sink.write(event.data(), event.size());
+              last_write = Clock::now();
+            } else if (!u.text.empty() || !u.logprobs.empty()) {
               json lp = nullptr;
               if (logprobs && !u.logprobs.empty())
                 lp = chat ? chat_logprobs_json(u.logprobs, *tk) : completion_logprobs_json(u.logprobs, *tk, offset);
