@@ -376,6 +376,64 @@ TEST_F(Serve, ConcurrentRequestsOnThreeSlotsEqualSequentialGenerate) {
   }
 }
 
+// Two threads and more decoding streams than 2 per thread: the engine runs decode sessions (each
+// thread its own group of slots, step after step), which end whenever a queued request can take
+// a freed slot. Every answer still equals sequential greedy generation.
+TEST_F(Serve, DecodeSessionsOnTwoThreadsEqualSequentialGenerate) {
+  BatchEngineOptions o = engine_options(/*slots=*/6, /*queue=*/64, /*prefill_chunk=*/64);
+  o.threads = 2;
+  metrics = std::make_unique<ServerMetrics>();
+  std::vector<ServedModel> models;
+  models.push_back(single("m", kDefault, o, metrics.get()));
+  const auto* engine = dynamic_cast<const BatchEngine*>(models.back().engine.get());
+  ASSERT_NE(engine, nullptr);
+  server = std::make_unique<TestServer>(ServerOptions{}, std::move(models), *metrics);
+
+  const std::vector<std::string> starts = {"The jury said", "He walked into the room", "In the morning the",
+                                           "She looked at the letter", "Mr. Smith announced that", "The old man",
+                                           "After the war the city", "They had never seen", "It was late when"};
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<GenerateResult> want;
+  std::vector<int> max_tokens;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    max_tokens.push_back(20 + static_cast<int>(i * 7 % 40));
+    ids.push_back(encode_prompt(*ref, starts[i]));
+    want.push_back(referee_generate(*ref, ids.back(), max_tokens.back(), /*stop_at_eog=*/false));
+  }
+  std::vector<HttpResult> got(starts.size());
+  std::vector<std::string> streamed(starts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto c = server->client();
+      const json body = {{"model", "m"}, {"prompt", starts[i]}, {"max_tokens", max_tokens[i]},
+                         {"temperature", 0}, {"ignore_eos", true}, {"stream", i % 2 == 1}};
+      if (i % 2 == 0) {
+        got[i] = post(c, "/v1/completions", body);
+        return;
+      }
+      std::string raw;
+      auto res = post_stream(c, "/v1/completions", body, [&](const char* d, size_t n) {
+        raw.append(d, n);
+        return true;
+      });
+      got[i].status = res ? res->status : -1;
+      for (const std::string& p : sse_payloads(raw)) {
+        if (p == "[DONE]") continue;
+        const json j = json::parse(p, nullptr, false);
+        if (j.is_object() && j.contains("choices") && !j["choices"].empty()) streamed[i] += j["choices"][0].value("text", "");
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < starts.size(); ++i) {
+    ASSERT_EQ(got[i].status, 200) << "request " << i << ": " << got[i].raw;
+    const std::string text = i % 2 == 0 ? got[i].body["choices"][0]["text"].get<std::string>() : streamed[i];
+    EXPECT_EQ(text, want[i].text) << "request " << i;
+  }
+  EXPECT_GT(engine->decode_sessions(), 0u) << "no decode session ran: the test does not cover them";
+}
+
 // ---- 3. streaming chat --------------------------------------------------------------------------
 
 TEST_F(Serve, StreamedChatEqualsNonStreamedAndReferee) {

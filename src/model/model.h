@@ -95,6 +95,17 @@ class Transformer {
   // token out of range, a cache overflow or shape mismatch, or the same cache twice.
   void forward_batch(std::span<const SequenceBatch> seqs);
 
+  // For callers that drive the threads themselves (the server's decode sessions). Whether this
+  // model is small enough that a thread should take its own group of sequences through the
+  // whole pass (then forward_batch does so for a batch of at least two decoding sequences per
+  // thread), and that pass for one group: lane in [0, pool().size()), run on the calling thread
+  // with the lane's own scratch, results equal to forward_batch's. Different lanes may run at
+  // the same time on different threads; one lane must not run on two threads at once, nor while
+  // forward_batch runs. last_hidden() is not set. Throws as forward_batch does, and if the model
+  // has no lanes (splits_by_sequence() is false) or `lane` is out of range.
+  bool splits_by_sequence() const { return split_by_sequence_; }
+  void forward_lane(int lane, std::span<const SequenceBatch> seqs);
+
   // Final hidden state (after output norm) of the last position of the last forward call: [dim].
   const std::vector<float>& last_hidden() const;
 
@@ -102,6 +113,8 @@ class Transformer {
   ThreadPool& pool() { return pool_; }
 
  private:
+  // Checks a batch (see forward_batch); its total and largest row counts.
+  void validate(std::span<const SequenceBatch> seqs, int64_t& rows, int64_t& max_rows) const;
   // The pass itself for validated sequences, its products on `pool`, its buffers in `s`.
   void forward_rows(std::span<const SequenceBatch> seqs, ThreadPool& pool, ForwardScratch& s);
 
@@ -112,7 +125,7 @@ class Transformer {
   // per thread, each thread its own group through every layer, instead of splitting each
   // product's rows over the threads (no exchange of activations between cores; results equal).
   bool split_by_sequence_ = false;
-  std::vector<std::unique_ptr<ForwardLane>> lanes_;  // one per thread, made on first use
+  std::vector<std::unique_ptr<ForwardLane>> lanes_;  // one per thread when split_by_sequence_
   std::vector<size_t> lane_edges_;                   // the groups of the current batch
 };
 

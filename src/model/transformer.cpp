@@ -165,7 +165,11 @@ Transformer::Transformer(const Model& model, ThreadPool& pool)
     : model_(model),
       pool_(pool),
       s_(std::make_unique<ForwardScratch>(model.config())),
-      split_by_sequence_(pool.size() > 1 && step_weight_bytes(model.weights()) <= kSequenceSplitMaxWeightBytes) {}
+      split_by_sequence_(pool.size() > 1 && step_weight_bytes(model.weights()) <= kSequenceSplitMaxWeightBytes) {
+  // Made here rather than on first use: forward_lane() runs lanes on several threads at once.
+  if (split_by_sequence_)
+    for (int t = 0; t < pool.size(); ++t) lanes_.push_back(std::make_unique<ForwardLane>(model.config()));
+}
 
 Transformer::~Transformer() = default;
 
@@ -200,10 +204,10 @@ void Transformer::forward(const int32_t* tokens, int64_t n, KvCache& kv, float* 
   }
 }
 
-void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
+void Transformer::validate(std::span<const SequenceBatch> seqs, int64_t& rows, int64_t& max_rows) const {
   const ModelConfig& c = model_.config();
   if (seqs.empty()) throw Error("forward: no sequences to process");
-  int64_t rows = 0, max_rows = 0;
+  rows = 0, max_rows = 0;
   for (size_t si = 0; si < seqs.size(); ++si) {
     const SequenceBatch& b = seqs[si];
     if (b.n < 1 || !b.tokens || !b.kv) throw Error("forward: sequence " + std::to_string(si) + " has no tokens or no cache");
@@ -222,6 +226,21 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
     rows += b.n;
     max_rows = std::max(max_rows, b.n);
   }
+}
+
+void Transformer::forward_lane(int lane, std::span<const SequenceBatch> seqs) {
+  if (!split_by_sequence_ || lane < 0 || lane >= static_cast<int>(lanes_.size()))
+    throw Error("forward_lane: lane " + std::to_string(lane) + " does not exist (this model has " +
+                std::to_string(lanes_.size()) + ")");
+  int64_t rows = 0, max_rows = 0;
+  validate(seqs, rows, max_rows);
+  ForwardLane& l = *lanes_[static_cast<size_t>(lane)];
+  forward_rows(seqs, l.pool, l.scratch);
+}
+
+void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
+  int64_t rows = 0, max_rows = 0;
+  validate(seqs, rows, max_rows);
 
   const int threads = pool_.size();
   if (!split_by_sequence_ || static_cast<int64_t>(seqs.size()) < 2 * threads || max_rows > kSequenceSplitMaxRows) {
@@ -229,8 +248,6 @@ void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
     return;
   }
   // Each thread takes a contiguous group of sequences with about rows / threads rows.
-  if (lanes_.empty())
-    for (int t = 0; t < threads; ++t) lanes_.push_back(std::make_unique<ForwardLane>(c));
   std::vector<size_t>& edge = lane_edges_;  // group t is sequences [edge[t], edge[t + 1])
   edge.assign(static_cast<size_t>(threads) + 1, seqs.size());
   edge[0] = 0;

@@ -67,6 +67,7 @@ std::shared_ptr<RequestState> BatchEngine::submit(GenerationJob job) {
                                 " requests are waiting; retry later",
                        1};
     queue_.push_back({std::move(job), state});
+    interrupt_.store(true, std::memory_order_relaxed);
   }
   cv_.notify_all();
   publish_load();
@@ -98,6 +99,7 @@ void BatchEngine::shutdown(std::chrono::milliseconds grace) {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, grace, [&] { return active_ == 0 && queue_.empty(); });
     stop_ = true;
+    interrupt_.store(true, std::memory_order_relaxed);
   }
   cv_.notify_all();
   worker_.join();
@@ -236,6 +238,59 @@ void BatchEngine::finish_embedding(Slot& s) {
   finish_and_free(s, [&](RequestState& st) { st.finish("stop", counts, std::move(e)); });
 }
 
+bool BatchEngine::session_should_end() {
+  if (!interrupt_.load(std::memory_order_relaxed)) return false;
+  std::lock_guard lock(mu_);
+  return stop_ || (!queue_.empty() && active_ < static_cast<int64_t>(slots_.size()));
+}
+
+void BatchEngine::run_session(const std::vector<Slot*>& members) {
+  const size_t lanes = static_cast<size_t>(pool_.size()), n = members.size();
+  session_groups_.resize(lanes);
+  for (size_t t = 0; t < lanes; ++t)
+    session_groups_[t].assign(members.begin() + static_cast<std::ptrdiff_t>(t * n / lanes),
+                              members.begin() + static_cast<std::ptrdiff_t>((t + 1) * n / lanes));
+  sessions_.fetch_add(1, std::memory_order_relaxed);
+  std::atomic<bool> end{false};
+  pool_.run([this, &end](int t) { run_lane(t, session_groups_[static_cast<size_t>(t)], end); });
+}
+
+void BatchEngine::run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool>& end) {
+  std::vector<SequenceBatch> batch;
+  try {
+    while (!group.empty()) {
+      batch.clear();
+      for (Slot* s : group) batch.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});
+      transformer_->forward_lane(lane, batch);
+      size_t kept = 0;
+      for (Slot* s : group) {
+        after_logits(*s);
+        if (!s->busy) continue;
+        // What the engine thread checks before each of its steps.
+        if (s->state->cancelled()) {
+          if (metrics_) metrics_->rejected(name_, "cancelled");
+          release(*s, "cancelled");
+        } else if (Clock::now() > s->job.deadline) {
+          if (metrics_) metrics_->rejected(name_, "time_limit");
+          release(*s, "time_limit");
+        } else if (s->kv.size() + 1 > s->kv.capacity()) {
+          release(*s, "length");
+        } else {
+          group[kept++] = s;
+        }
+      }
+      group.resize(kept);
+      if (end.load(std::memory_order_relaxed) || session_should_end()) break;
+    }
+  } catch (const std::exception& e) {
+    const std::string message = std::string("forward pass failed: ") + e.what();
+    for (Slot* s : group)
+      if (s->busy) finish_and_free(*s, [&](RequestState& st) { st.fail(500, message); });
+    group.clear();
+  }
+  end.store(true, std::memory_order_relaxed);
+}
+
 void BatchEngine::run() {
   std::vector<SequenceBatch> batch;
   std::vector<Slot*> members;
@@ -263,6 +318,8 @@ void BatchEngine::run() {
         admit(*best, std::move(p));
         lock.lock();
       }
+      // What is still queued waits for a slot: sessions end when one frees up.
+      interrupt_.store(!queue_.empty(), std::memory_order_relaxed);
     }
     publish_load();
 
@@ -309,6 +366,11 @@ void BatchEngine::run() {
       budget -= take;
     }
     if (batch.empty()) continue;
+    if (prefilling.empty() && transformer_->splits_by_sequence() &&
+        static_cast<int64_t>(members.size()) >= 2 * static_cast<int64_t>(pool_.size())) {
+      run_session(members);
+      continue;
+    }
 
     try {
       transformer_->forward_batch(batch);

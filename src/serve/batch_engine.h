@@ -50,6 +50,8 @@ class BatchEngine : public Engine {
   int64_t context() const override { return context_; }
   bool supports_embeddings() const override { return true; }
   std::string kind() const override { return "single"; }
+  // Decode sessions run so far (see run_session); for tests and diagnostics.
+  uint64_t decode_sessions() const { return sessions_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot;
@@ -59,6 +61,14 @@ class BatchEngine : public Engine {
   };
 
   void run();
+  // A decode session (models that split batches by sequence, at least two decoding slots per
+  // thread, no prompt waiting): each thread takes its own group of slots through forward pass,
+  // sampling and hand-over, step after step, without waiting for the other threads at every
+  // step; the session ends when a group runs empty or the engine thread has requests to admit.
+  void run_session(const std::vector<Slot*>& members);
+  void run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool>& end);
+  // Whether a session should hand the threads back: shutdown, or a waiting request and a free slot.
+  bool session_should_end();
   // Positions of the slot's cache that hold the same tokens as the start of prompt.
   static int64_t common_prefix(const Slot& slot, const std::vector<int32_t>& prompt);
   void admit(Slot& slot, Pending p);
@@ -90,6 +100,11 @@ class BatchEngine : public Engine {
   uint64_t admissions_ = 0;      // worker thread only: admission order
   bool accepting_ = true;
   bool stop_ = false;            // cancel everything and exit the worker
+  // Set when the worker thread may have work beyond running decode steps (a request was queued,
+  // shutdown); sessions check it at each step without taking the lock.
+  std::atomic<bool> interrupt_{false};
+  std::vector<std::vector<Slot*>> session_groups_;  // worker thread only
+  std::atomic<uint64_t> sessions_{0};
   std::thread worker_;
 };
 
