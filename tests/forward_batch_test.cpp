@@ -94,17 +94,20 @@ TEST_F(ForwardBatch, EqualsSeparateCallsPerSequence) {
 
 // Seven short sequences on two threads: the default model is small enough for the split by
 // sequence (groups of 1-3 rows, unequal sizes: the first group ends where half the rows are).
-TEST_F(ForwardBatch, SplitBySequenceEqualsSeparateCalls) {
+// Each sequence i has a history of 3i + 1 tokens and then fresh[i] new ones (n[i] of them); the
+// batch of all new tokens in one forward_batch equals separate forward() calls, last_hidden too.
+void expect_batch_equals_separate_calls(const Model* model, ThreadPool* pool, const std::vector<int>& lengths,
+                                        int all_logits_seq) {
   const ModelConfig& c = model->config();
   const int64_t V = c.n_vocab, D = c.dim;
-  constexpr int kSeqs = 7;
+  const int kSeqs = static_cast<int>(lengths.size());
   std::vector<std::vector<int32_t>> history(kSeqs), fresh(kSeqs);
   for (int i = 0; i < kSeqs; ++i) {
     for (int j = 0; j <= 3 * i; ++j) history[static_cast<size_t>(i)].push_back(static_cast<int32_t>(1 + 37 * i + 11 * j));
-    const int n = i == 2 ? 3 : (i == 5 ? 2 : 1);  // a short verification among decode steps
+    const int n = lengths[static_cast<size_t>(i)];
     for (int j = 0; j < n; ++j) fresh[static_cast<size_t>(i)].push_back(static_cast<int32_t>(500 + 13 * i + j));
   }
-  const auto all_logits = [](int i) { return i == 2; };
+  const auto all_logits = [&](int i) { return i == all_logits_seq; };
   std::vector<std::vector<float>> ref(kSeqs), got(kSeqs);
   std::vector<float> ref_hidden(D);
   {
@@ -142,6 +145,35 @@ TEST_F(ForwardBatch, SplitBySequenceEqualsSeparateCalls) {
   }
   const std::vector<float>& last = t.last_hidden();
   for (int64_t k = 0; k < D; ++k) ASSERT_NEAR(last[static_cast<size_t>(k)], ref_hidden[static_cast<size_t>(k)], 1e-4f) << k;
+}
+
+TEST_F(ForwardBatch, SplitBySequenceEqualsSeparateCalls) {
+  ASSERT_TRUE(Transformer(*model, *pool).splits_by_sequence()) << "the default model should split by sequence";
+  // Decode steps with short verifications among them (contiguous groups).
+  ASSERT_FALSE(plan_sequence_lanes(std::vector<int64_t>{1, 1, 3, 1, 1, 2, 1}, 2).empty());
+  expect_batch_equals_separate_calls(model.get(), pool.get(), {1, 1, 3, 1, 1, 2, 1}, 2);
+  // Prefill chunks that the longest-first assignment spreads evenly (11 rows a lane).
+  ASSERT_FALSE(plan_sequence_lanes(std::vector<int64_t>{1, 9, 1, 8, 1, 1, 1}, 2).empty());
+  expect_batch_equals_separate_calls(model.get(), pool.get(), {1, 9, 1, 8, 1, 1, 1}, 3);
+  expect_batch_equals_separate_calls(model.get(), pool.get(), {1, 9, 1, 8, 1, 1, 1}, 1);
+}
+
+// Lanes by hand: contiguous for decode steps, longest first for prefill chunks, none when a lane
+// would be left with more than 40% over the mean or there are too few sequences.
+TEST(SequenceLanes, PlansByHand) {
+  using V = std::vector<int64_t>;
+  EXPECT_EQ(plan_sequence_lanes(V{1, 1, 1, 1}, 2), (std::vector<int>{0, 0, 1, 1}));
+  EXPECT_EQ(plan_sequence_lanes(V{1, 1, 1, 1, 1, 1, 1, 1}, 2), (std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1}));
+  EXPECT_EQ(plan_sequence_lanes(V{1, 1, 3, 1, 1}, 2), (std::vector<int>{0, 0, 0, 1, 1}));
+  EXPECT_EQ(plan_sequence_lanes(V{1, 1, 1}, 2), std::vector<int>{});        // fewer than 2 a thread
+  EXPECT_EQ(plan_sequence_lanes(V{1, 1, 1, 1}, 1), std::vector<int>{});     // one thread
+  // 52 + 8 | 52 + 8 x 1: the prompts on different lanes, the decode rows filling up the lighter.
+  EXPECT_EQ(plan_sequence_lanes(V{52, 1, 1, 1, 1, 50, 1, 1, 1, 1}, 2), (std::vector<int>{0, 1, 1, 0, 1, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(plan_sequence_lanes(V{52, 1, 1, 1, 1, 1, 1, 1, 1}, 2), std::vector<int>{});  // 52 vs 8
+  EXPECT_EQ(plan_sequence_lanes(V{12, 8}, 2), (std::vector<int>{0, 1}));  // 12 is 20% over the mean
+  EXPECT_EQ(plan_sequence_lanes(V{14, 6}, 2), (std::vector<int>{0, 1}));  // 40%: still split
+  EXPECT_EQ(plan_sequence_lanes(V{15, 5}, 2), std::vector<int>{});        // 50% over
+  EXPECT_EQ(plan_sequence_lanes(V{20, 20, 20}, 3), (std::vector<int>{0, 1, 2}));
 }
 
 TEST_F(ForwardBatch, RefusesBadBatchesWithoutWriting) {

@@ -73,6 +73,13 @@ struct SequenceBatch {
   float* hidden = nullptr;
 };
 
+// How Transformer::forward_batch splits a batch by sequence when the model is small enough: the
+// lane (thread) of each sequence given its rows, or empty for the split by weight rows. Decode
+// steps (at most 4 rows a sequence) need two sequences per thread and go in contiguous groups of
+// about equal rows; batches with prefill chunks are split only if the longest-first assignment
+// leaves no lane more than 40% over the mean.
+std::vector<int> plan_sequence_lanes(std::span<const int64_t> rows, int threads);
+
 // Runs the transformer. One instance per concurrent sequence user (it owns scratch buffers);
 // the Model is shared read-only.
 class Transformer {
@@ -113,6 +120,8 @@ class Transformer {
   ThreadPool& pool() { return pool_; }
 
  private:
+  // Whether to run the batch split by sequence and, if so, its groups (lane_seqs_, lane_edges_).
+  bool plan_lanes(std::span<const SequenceBatch> seqs);
   // Checks a batch (see forward_batch); its total and largest row counts.
   void validate(std::span<const SequenceBatch> seqs, int64_t& rows, int64_t& max_rows) const;
   // The pass itself for validated sequences, its products on `pool`, its buffers in `s`.
@@ -126,7 +135,12 @@ class Transformer {
   // product's rows over the threads (no exchange of activations between cores; results equal).
   bool split_by_sequence_ = false;
   std::vector<std::unique_ptr<ForwardLane>> lanes_;  // one per thread when split_by_sequence_
-  std::vector<size_t> lane_edges_;                   // the groups of the current batch
+  // The current batch's sequences grouped by lane: lane t runs lane_seqs_[lane_edges_[t],
+  // lane_edges_[t + 1]); last_lane_ holds the batch's last sequence.
+  std::vector<SequenceBatch> lane_seqs_;
+  std::vector<size_t> lane_edges_;
+  std::vector<int64_t> lane_rows_;
+  size_t last_lane_ = 0;
 };
 
 }  // namespace slm
