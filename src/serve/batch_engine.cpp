@@ -113,9 +113,24 @@ int64_t BatchEngine::common_prefix(const Slot& s, const std::vector<int32_t>& pr
   return i;
 }
 
-void BatchEngine::admit(Slot& s, Pending p) {
-  s.busy = true;
-  s.admitted = ++admissions_;
+BatchEngine::Slot* BatchEngine::take_slot_locked() {
+  if (queue_.empty()) return nullptr;
+  // The free slot whose cached sequence shares the longest prefix with the prompt.
+  Slot* best = nullptr;
+  int64_t best_len = -1;
+  for (auto& s : slots_) {
+    if (s->busy) continue;
+    const int64_t len = common_prefix(*s, queue_.front().job.prompt);
+    if (len > best_len) best = s.get(), best_len = len;
+  }
+  if (!best) return nullptr;
+  best->busy = true;
+  best->admitted = ++admissions_;
+  ++active_;
+  return best;
+}
+
+bool BatchEngine::admit(Slot& s, Pending p) {
   s.state = std::move(p.state);
   s.job = std::move(p.job);
   // Prompt caching: the slot's cache still holds its previous sequence; the positions that
@@ -135,7 +150,7 @@ void BatchEngine::admit(Slot& s, Pending p) {
   if (s.job.embedding) {
     s.hidden.resize(static_cast<size_t>(opt_.prefill_chunk * model_->config().dim));
     s.hidden_sum.assign(static_cast<size_t>(model_->config().dim), 0.0);
-    return;
+    return true;
   }
   const Tokenizer& tok = model_->tokenizer();
   RequestState* state = s.state.get();
@@ -152,9 +167,13 @@ void BatchEngine::admit(Slot& s, Pending p) {
   } catch (const Error& e) {
     const std::string message = e.what();
     finish_and_free(s, [&](RequestState& st) { st.fail(400, message); });
-    return;
+    return false;
   }
-  if (s.emitter->done()) release(s, s.result.stop_reason);  // max_tokens == 0
+  if (s.emitter->done()) {  // max_tokens == 0
+    release(s, s.result.stop_reason);
+    return false;
+  }
+  return true;
 }
 
 void BatchEngine::release(Slot& s, const std::string& reason) {
@@ -178,9 +197,10 @@ void BatchEngine::finish_and_free(Slot& s, const std::function<void(RequestState
   std::shared_ptr<RequestState> state = std::move(s.state);
   s.emitter.reset();
   s.sampler.reset();
-  s.busy = false;  // the cache stays: the next prompt may share a prefix with it
   {
+    // Under the lock: a thread of a decode session may be choosing a free slot right now.
     std::lock_guard lock(mu_);
+    s.busy = false;  // the cache stays: the next prompt may share a prefix with it
     --active_;
   }
   cv_.notify_all();
@@ -188,7 +208,7 @@ void BatchEngine::finish_and_free(Slot& s, const std::function<void(RequestState
   finish(*state);
 }
 
-void BatchEngine::after_logits(Slot& s) {
+bool BatchEngine::after_logits(Slot& s) {
   std::vector<float> lsm;
   if (s.job.options.logprobs) lsm = log_softmax(s.logits);  // before the sampler's penalties
   const int32_t tok = s.sampler->sample(s.logits, s.history);
@@ -207,10 +227,11 @@ void BatchEngine::after_logits(Slot& s) {
   if (!more) {
     if (metrics_ && s.result.stop_reason == "cancelled") metrics_->rejected(name_, "cancelled");
     release(s, s.result.stop_reason);
-    return;
+    return false;
   }
   s.history.push_back(tok);
   s.next = tok;
+  return true;
 }
 
 void BatchEngine::hand_over(Slot& s, const TokenLogprob* logprob, int64_t new_tokens) {
@@ -238,10 +259,31 @@ void BatchEngine::finish_embedding(Slot& s) {
   finish_and_free(s, [&](RequestState& st) { st.finish("stop", counts, std::move(e)); });
 }
 
-bool BatchEngine::session_should_end() {
-  if (!interrupt_.load(std::memory_order_relaxed)) return false;
-  std::lock_guard lock(mu_);
-  return stop_ || (!queue_.empty() && active_ < static_cast<int64_t>(slots_.size()));
+bool BatchEngine::session_admit(std::vector<Slot*>& group) {
+  if (!interrupt_.load(std::memory_order_relaxed)) return true;
+  Slot* slot = nullptr;
+  Pending p;
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return false;
+    if (queue_.empty()) {
+      interrupt_.store(false, std::memory_order_relaxed);
+      return true;
+    }
+    // Embeddings, and prompts while no slot is free, are the engine thread's.
+    if (queue_.front().job.embedding) return active_ >= static_cast<int64_t>(slots_.size());
+    // The thread with fewer sequences than its share takes the request.
+    if (static_cast<int64_t>(group.size()) * pool_.size() > active_) return true;
+    slot = take_slot_locked();
+    if (!slot) return true;
+    p = std::move(queue_.front());
+    queue_.pop_front();
+    interrupt_.store(!queue_.empty(), std::memory_order_relaxed);
+  }
+  session_admissions_.fetch_add(1, std::memory_order_relaxed);
+  if (admit(*slot, std::move(p))) group.push_back(slot);
+  publish_load();
+  return true;
 }
 
 void BatchEngine::run_session(const std::vector<Slot*>& members) {
@@ -256,16 +298,46 @@ void BatchEngine::run_session(const std::vector<Slot*>& members) {
 }
 
 void BatchEngine::run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool>& end) {
-  std::vector<SequenceBatch> batch;
+  std::vector<SequenceBatch> batch, fed;
+  std::vector<Slot*> fed_slots;
+  // Prompt tokens a step of this thread feeds: its share of the engine's budget.
+  const int64_t chunk = std::max<int64_t>(1, opt_.prefill_chunk / pool_.size());
   try {
     while (!group.empty()) {
       batch.clear();
-      for (Slot* s : group) batch.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});
-      transformer_->forward_lane(lane, batch);
-      size_t kept = 0;
+      int64_t budget = chunk;
       for (Slot* s : group) {
-        after_logits(*s);
-        if (!s->busy) continue;
+        if (s->next >= 0) {
+          batch.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});
+          continue;
+        }
+        const int64_t left = static_cast<int64_t>(s->job.prompt.size()) - s->fed;
+        const int64_t take = std::min(left, budget);
+        budget -= take;
+        batch.push_back({s->job.prompt.data() + s->fed, take, &s->kv, take == left ? s->logits.data() : nullptr,
+                         false, nullptr});
+      }
+      // Slots whose prompt waits for the budget of a later step feed nothing now.
+      fed_slots.clear();
+      fed.clear();
+      for (size_t i = 0; i < batch.size(); ++i)
+        if (batch[i].n > 0) fed.push_back(batch[i]), fed_slots.push_back(group[i]);
+      transformer_->forward_lane(lane, fed);
+      // Which slots go on is known here only: a slot this thread released may already be
+      // another thread's again (its busy flag says nothing about this group).
+      size_t kept = 0, next_fed = 0;
+      for (Slot* s : group) {
+        bool alive = true;
+        if (next_fed < fed_slots.size() && fed_slots[next_fed] == s) {
+          const int64_t n = fed[next_fed++].n;
+          if (s->next >= 0) {
+            alive = after_logits(*s);
+          } else {
+            s->fed += n;
+            if (s->fed == static_cast<int64_t>(s->job.prompt.size())) alive = after_logits(*s);
+          }
+        }
+        if (!alive) continue;
         // What the engine thread checks before each of its steps.
         if (s->state->cancelled()) {
           if (metrics_) metrics_->rejected(name_, "cancelled");
@@ -273,14 +345,14 @@ void BatchEngine::run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool
         } else if (Clock::now() > s->job.deadline) {
           if (metrics_) metrics_->rejected(name_, "time_limit");
           release(*s, "time_limit");
-        } else if (s->kv.size() + 1 > s->kv.capacity()) {
+        } else if (s->next >= 0 && s->kv.size() + 1 > s->kv.capacity()) {
           release(*s, "length");
         } else {
           group[kept++] = s;
         }
       }
       group.resize(kept);
-      if (end.load(std::memory_order_relaxed) || session_should_end()) break;
+      if (end.load(std::memory_order_relaxed) || !session_admit(group)) break;
     }
   } catch (const std::exception& e) {
     const std::string message = std::string("forward pass failed: ") + e.what();
@@ -302,18 +374,10 @@ void BatchEngine::run() {
       cv_.wait(lock, [&] { return stop_ || active_ > 0 || !queue_.empty(); });
       if (stop_) break;
       while (!queue_.empty()) {
-        // The free slot whose cached sequence shares the longest prefix with the prompt.
-        Slot* best = nullptr;
-        int64_t best_len = -1;
-        for (auto& s : slots_) {
-          if (s->busy) continue;
-          const int64_t len = common_prefix(*s, queue_.front().job.prompt);
-          if (len > best_len) best = s.get(), best_len = len;
-        }
+        Slot* best = take_slot_locked();
         if (!best) break;
         Pending p = std::move(queue_.front());
         queue_.pop_front();
-        ++active_;
         lock.unlock();
         admit(*best, std::move(p));
         lock.lock();

@@ -50,8 +50,10 @@ class BatchEngine : public Engine {
   int64_t context() const override { return context_; }
   bool supports_embeddings() const override { return true; }
   std::string kind() const override { return "single"; }
-  // Decode sessions run so far (see run_session); for tests and diagnostics.
+  // Decode sessions run so far (see run_session), and requests their threads admitted; for tests
+  // and diagnostics.
   uint64_t decode_sessions() const { return sessions_.load(std::memory_order_relaxed); }
+  uint64_t session_admissions() const { return session_admissions_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot;
@@ -63,19 +65,27 @@ class BatchEngine : public Engine {
   void run();
   // A decode session (models that split batches by sequence, at least two decoding slots per
   // thread, no prompt waiting): each thread takes its own group of slots through forward pass,
-  // sampling and hand-over, step after step, without waiting for the other threads at every
-  // step; the session ends when a group runs empty or the engine thread has requests to admit.
+  // sampling and hand-over, step after step, without waiting for the other threads; it admits
+  // queued requests into its group and prefills them itself (its share of prefill_chunk per
+  // step). The session ends when a group runs empty, at shutdown, or for an embedding request.
   void run_session(const std::vector<Slot*>& members);
   void run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool>& end);
-  // Whether a session should hand the threads back: shutdown, or a waiting request and a free slot.
-  bool session_should_end();
+  // Between two steps of a session thread: takes a queued request into `group` if a slot is free
+  // and the thread has no more than its share of the running sequences; false when the session
+  // must hand the threads back (shutdown; an embedding request that a free slot could take).
+  bool session_admit(std::vector<Slot*>& group);
+  // Under mu_: the free slot for the first queued prompt, marked busy and counted; null if none.
+  Slot* take_slot_locked();
   // Positions of the slot's cache that hold the same tokens as the start of prompt.
   static int64_t common_prefix(const Slot& slot, const std::vector<int32_t>& prompt);
-  void admit(Slot& slot, Pending p);
+  // Takes the request into a slot that take_slot_locked() chose; false if it ended at once (bad
+  // sampling options: 400; max_tokens 0) and the slot is free again.
+  bool admit(Slot& slot, Pending p);
   // Ends the slot's request and frees it.
   void release(Slot& slot, const std::string& reason);
-  // After a forward step: sample the slot's next token from its logits and emit it.
-  void after_logits(Slot& slot);
+  // After a forward step: sample the slot's next token from its logits and emit it; false if
+  // that ended the request (the slot is free again).
+  bool after_logits(Slot& slot);
   // Hands the slot's new output (the text gathered from its emitter, the new tokens and their
   // log-probability) to its request, in one emit.
   void hand_over(Slot& slot, const TokenLogprob* logprob, int64_t new_tokens);
@@ -97,14 +107,14 @@ class BatchEngine : public Engine {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   int64_t active_ = 0;           // slots in use (written under mu_)
-  uint64_t admissions_ = 0;      // worker thread only: admission order
+  uint64_t admissions_ = 0;      // admission order (under mu_)
   bool accepting_ = true;
   bool stop_ = false;            // cancel everything and exit the worker
   // Set when the worker thread may have work beyond running decode steps (a request was queued,
   // shutdown); sessions check it at each step without taking the lock.
   std::atomic<bool> interrupt_{false};
   std::vector<std::vector<Slot*>> session_groups_;  // worker thread only
-  std::atomic<uint64_t> sessions_{0};
+  std::atomic<uint64_t> sessions_{0}, session_admissions_{0};
   std::thread worker_;
 };
 
