@@ -6,6 +6,9 @@
 // streams by at most one chunk's worth of work per token instead of stalling them. A finished
 // slot keeps its cache: a prompt that starts like a slot's previous sequence (the next turn of a
 // chat, a shared system prompt) goes to that slot and is prefilled only from where they differ.
+// With a small model (Transformer::splits_by_sequence) and at least two decoding slots per
+// thread, the threads instead run a decode session: each its own group of slots, step after
+// step, admitting and prefilling queued requests itself, with no barrier between the threads.
 #pragma once
 
 #include <atomic>
