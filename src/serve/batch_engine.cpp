@@ -259,6 +259,21 @@ void BatchEngine::finish_embedding(Slot& s) {
   finish_and_free(s, [&](RequestState& st) { st.finish("stop", counts, std::move(e)); });
 }
 
+bool BatchEngine::still_running(Slot& s) {
+  if (s.state->cancelled()) {
+    if (metrics_) metrics_->rejected(name_, "cancelled");
+    release(s, "cancelled");
+  } else if (Clock::now() > s.job.deadline) {
+    if (metrics_) metrics_->rejected(name_, "time_limit");
+    release(s, "time_limit");
+  } else if (s.next >= 0 && s.kv.size() + 1 > s.kv.capacity()) {
+    release(s, "length");  // the context is full
+  } else {
+    return true;
+  }
+  return false;
+}
+
 bool BatchEngine::session_admit(std::vector<Slot*>& group) {
   if (!interrupt_.load(std::memory_order_relaxed)) return true;
   Slot* slot = nullptr;
@@ -337,19 +352,7 @@ void BatchEngine::run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool
             if (s->fed == static_cast<int64_t>(s->job.prompt.size())) alive = after_logits(*s);
           }
         }
-        if (!alive) continue;
-        // What the engine thread checks before each of its steps.
-        if (s->state->cancelled()) {
-          if (metrics_) metrics_->rejected(name_, "cancelled");
-          release(*s, "cancelled");
-        } else if (Clock::now() > s->job.deadline) {
-          if (metrics_) metrics_->rejected(name_, "time_limit");
-          release(*s, "time_limit");
-        } else if (s->next >= 0 && s->kv.size() + 1 > s->kv.capacity()) {
-          release(*s, "length");
-        } else {
-          group[kept++] = s;
-        }
+        if (alive && still_running(*s)) group[kept++] = s;
       }
       group.resize(kept);
       if (end.load(std::memory_order_relaxed) || !session_admit(group)) break;
@@ -387,29 +390,13 @@ void BatchEngine::run() {
     }
     publish_load();
 
-    const Clock::time_point now = Clock::now();
-    for (auto& s : slots_) {
-      if (!s->busy) continue;
-      if (s->state->cancelled()) {
-        if (metrics_) metrics_->rejected(name_, "cancelled");
-        release(*s, "cancelled");
-      } else if (now > s->job.deadline) {
-        if (metrics_) metrics_->rejected(name_, "time_limit");
-        release(*s, "time_limit");
-      }
-    }
-
     batch.clear();
     members.clear();
     prefilling.clear();
     for (auto& s : slots_) {
-      if (!s->busy) continue;
+      if (!s->busy || !still_running(*s)) continue;
       if (s->next < 0) {
         prefilling.push_back(s.get());
-        continue;
-      }
-      if (s->kv.size() + 1 > s->kv.capacity()) {
-        release(*s, "length");  // the context is full
         continue;
       }
       batch.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});

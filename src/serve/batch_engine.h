@@ -84,6 +84,9 @@ class BatchEngine : public Engine {
   // Takes the request into a slot that take_slot_locked() chose; false if it ended at once (bad
   // sampling options: 400; max_tokens 0) and the slot is free again.
   bool admit(Slot& slot, Pending p);
+  // Before a slot's next step: ends its request if the client went away, its time limit passed or
+  // its context is full (a decoding slot); whether it goes on.
+  bool still_running(Slot& slot);
   // Ends the slot's request and frees it.
   void release(Slot& slot, const std::string& reason);
   // After a forward step: sample the slot's next token from its logits and emit it; false if
