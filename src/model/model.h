@@ -122,8 +122,8 @@ class Transformer {
  private:
   // Whether to run the batch split by sequence and, if so, its groups (lane_seqs_, lane_edges_).
   bool plan_lanes(std::span<const SequenceBatch> seqs);
-  // Checks a batch (see forward_batch); its total and largest row counts.
-  void validate(std::span<const SequenceBatch> seqs, int64_t& rows, int64_t& max_rows) const;
+  // Checks a batch (see forward_batch).
+  void validate(std::span<const SequenceBatch> seqs) const;
   // The pass itself for validated sequences, its products on `pool`, its buffers in `s`.
   void forward_rows(std::span<const SequenceBatch> seqs, ThreadPool& pool, ForwardScratch& s);
 

@@ -204,10 +204,9 @@ void Transformer::forward(const int32_t* tokens, int64_t n, KvCache& kv, float* 
   }
 }
 
-void Transformer::validate(std::span<const SequenceBatch> seqs, int64_t& rows, int64_t& max_rows) const {
+void Transformer::validate(std::span<const SequenceBatch> seqs) const {
   const ModelConfig& c = model_.config();
   if (seqs.empty()) throw Error("forward: no sequences to process");
-  rows = 0, max_rows = 0;
   for (size_t si = 0; si < seqs.size(); ++si) {
     const SequenceBatch& b = seqs[si];
     if (b.n < 1 || !b.tokens || !b.kv) throw Error("forward: sequence " + std::to_string(si) + " has no tokens or no cache");
@@ -223,8 +222,6 @@ void Transformer::validate(std::span<const SequenceBatch> seqs, int64_t& rows, i
       if (b.tokens[i] < 0 || b.tokens[i] >= c.n_vocab)
         throw Error("forward: token id " + std::to_string(b.tokens[i]) + " at index " + std::to_string(i) +
                     " is out of range [0, " + std::to_string(c.n_vocab) + ")");
-    rows += b.n;
-    max_rows = std::max(max_rows, b.n);
   }
 }
 
@@ -232,8 +229,7 @@ void Transformer::forward_lane(int lane, std::span<const SequenceBatch> seqs) {
   if (!split_by_sequence_ || lane < 0 || lane >= static_cast<int>(lanes_.size()))
     throw Error("forward_lane: lane " + std::to_string(lane) + " does not exist (this model has " +
                 std::to_string(lanes_.size()) + ")");
-  int64_t rows = 0, max_rows = 0;
-  validate(seqs, rows, max_rows);
+  validate(seqs);
   ForwardLane& l = *lanes_[static_cast<size_t>(lane)];
   forward_rows(seqs, l.pool, l.scratch);
 }
@@ -301,8 +297,7 @@ bool Transformer::plan_lanes(std::span<const SequenceBatch> seqs) {
 }
 
 void Transformer::forward_batch(std::span<const SequenceBatch> seqs) {
-  int64_t rows = 0, max_rows = 0;  // (validate's; the plan counts for itself)
-  validate(seqs, rows, max_rows);
+  validate(seqs);
 
   if (!plan_lanes(seqs)) {
     forward_rows(seqs, pool_, *s_);

@@ -115,36 +115,10 @@ TextChunkEvent::TextChunkEvent(const CompletionMeta& m, bool chat) {
 }
 
 void TextChunkEvent::render(std::string_view text, std::string& out) const {
+  // The text escaped as the JSON library writes a string (invalid UTF-8 replaced), quotes cut.
+  const std::string quoted = dump_json(json(std::string(text)));
   out.assign(head_);
-  bool ascii = true;
-  for (const char ch : text) ascii = ascii && static_cast<unsigned char>(ch) < 0x80;
-  if (!ascii) {
-    // UTF-8 (and the replacement of invalid bytes) as the JSON library writes it.
-    const std::string quoted = dump_json(json(std::string(text)));
-    out.append(quoted, 1, quoted.size() - 2);
-  } else {
-    static const char kHex[] = "0123456789abcdef";
-    for (const char ch : text) {
-      const auto c = static_cast<unsigned char>(ch);
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          if (c < 0x20) {
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 15];
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-    }
-  }
+  out.append(quoted, 1, quoted.size() - 2);
   out += tail_;
 }
 

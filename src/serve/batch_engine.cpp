@@ -313,30 +313,29 @@ void BatchEngine::run_session(const std::vector<Slot*>& members) {
 }
 
 void BatchEngine::run_lane(int lane, std::vector<Slot*>& group, std::atomic<bool>& end) {
-  std::vector<SequenceBatch> batch, fed;
-  std::vector<Slot*> fed_slots;
+  std::vector<SequenceBatch> fed;
+  std::vector<Slot*> fed_slots;  // fed[i] is fed_slots[i]'s
   // Prompt tokens a step of this thread feeds: its share of the engine's budget.
   const int64_t chunk = std::max<int64_t>(1, opt_.prefill_chunk / pool_.size());
   try {
     while (!group.empty()) {
-      batch.clear();
+      fed.clear();
+      fed_slots.clear();
       int64_t budget = chunk;
       for (Slot* s : group) {
         if (s->next >= 0) {
-          batch.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});
-          continue;
-        }
-        const int64_t left = static_cast<int64_t>(s->job.prompt.size()) - s->fed;
-        const int64_t take = std::min(left, budget);
-        budget -= take;
-        batch.push_back({s->job.prompt.data() + s->fed, take, &s->kv, take == left ? s->logits.data() : nullptr,
+          fed.push_back({&s->next, 1, &s->kv, s->logits.data(), false, nullptr});
+        } else {
+          // A prompt the budget does not reach this step waits for a later one.
+          const int64_t left = static_cast<int64_t>(s->job.prompt.size()) - s->fed;
+          const int64_t take = std::min(left, budget);
+          if (take == 0) continue;
+          budget -= take;
+          fed.push_back({s->job.prompt.data() + s->fed, take, &s->kv, take == left ? s->logits.data() : nullptr,
                          false, nullptr});
+        }
+        fed_slots.push_back(s);
       }
-      // Slots whose prompt waits for the budget of a later step feed nothing now.
-      fed_slots.clear();
-      fed.clear();
-      for (size_t i = 0; i < batch.size(); ++i)
-        if (batch[i].n > 0) fed.push_back(batch[i]), fed_slots.push_back(group[i]);
       transformer_->forward_lane(lane, fed);
       // Which slots go on is known here only: a slot this thread released may already be
       // another thread's again (its busy flag says nothing about this group).
