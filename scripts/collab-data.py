@@ -7,11 +7,16 @@ byte-level BPE tokenizer).
       paragraph openings (the first N words of a paragraph) from the validation split (held-out
       prompts for `slm collab eval`) and from the training split (prompts the token router is
       trained on): OUT_DIR/prompts-val.txt, OUT_DIR/prompts-train.txt
+  scripts/collab-data.py sentences DATA_DIR OUT [--words 10] [--clauses]
+      the openings (first N words) of the sentences inside training-split paragraphs, after each
+      paragraph's first sentence and only from sentences of at least N words (more prompts for
+      the large model to continue when distilling the small one: scripts/distill-small.sh);
+      --clauses: of what follows each comma, semicolon or colon instead
   scripts/collab-data.py news CORPUS DATA_DIR OUT_DIR [--docs 44]
       the press-reportage documents (the first 44 of the Brown Corpus) split into those of the
       training split (OUT_DIR/news-train.txt: proxy tuning's fine-tuning text) and those of the
       validation split (OUT_DIR/news-val.txt: held-out text no model has seen)"""
-import argparse, os, struct, sys
+import argparse, os, re, struct, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 from gguf_reader import read_gguf  # noqa: E402
@@ -65,6 +70,24 @@ def write_atomic(path, text):
     os.replace(path + ".tmp", path)
 
 
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"']?\s+(?=[\"']?[A-Z])")
+CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
+
+
+def sentences(a):
+    tok = os.path.join(a.data_dir, "tokenizer.gguf")
+    out = []
+    for p in shard_paragraphs(tok, os.path.join(a.data_dir, "train.bin")):
+        if len(p.split()) < 20:
+            continue
+        for s in (CLAUSE_BREAK if a.clauses else SENTENCE_BREAK).split(p)[1:]:
+            w = s.split()
+            if len(w) >= a.words:
+                out.append(" ".join(w[: a.words]))
+    write_atomic(a.out, "\n".join(out) + "\n")
+    print("%s: %d prompts" % (a.out, len(out)))
+
+
 def news(a):
     docs = [d.strip() for d in open(a.corpus, encoding="utf-8").read().split("\n\n") if d.strip()][: a.docs]
     val = set(shard_paragraphs(os.path.join(a.data_dir, "tokenizer.gguf"), os.path.join(a.data_dir, "val.bin")))
@@ -85,6 +108,11 @@ def main():
     pp.add_argument("--words", type=int, default=10)
     pp.add_argument("--val", type=int, default=200)
     pp.add_argument("--train", type=int, default=400)
+    ps = sub.add_parser("sentences")
+    ps.add_argument("data_dir")
+    ps.add_argument("out")
+    ps.add_argument("--words", type=int, default=10)
+    ps.add_argument("--clauses", action="store_true")
     pn = sub.add_parser("news")
     pn.add_argument("corpus")
     pn.add_argument("data_dir")
@@ -93,6 +121,8 @@ def main():
     a = ap.parse_args()
     if a.cmd == "news":
         return news(a)
+    if a.cmd == "sentences":
+        return sentences(a)
     tok = os.path.join(a.data_dir, "tokenizer.gguf")
     os.makedirs(a.out_dir, exist_ok=True)
     for split, n in (("val", a.val), ("train", a.train)):
