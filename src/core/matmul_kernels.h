@@ -60,7 +60,8 @@ void matmul_rows_avx2(const MatmulTask& t, int64_t r0, int64_t r1);
 
 // Quantized weights with AVX-512 VNNI, any m: 16 weight rows at a time with the rows across the
 // vector lanes (core/avx2/matmul_interleaved_vnni.cpp: legacy quants; _k_vnni.cpp: K-quants,
-// reached through the first). Computes the rows r0 .. r0 + 16k (the largest such end <= r1) and
+// reached through the first; Q4_K and Q6_K decoding, m = 1, there goes row by row with the same
+// arithmetic). Computes the rows r0 .. r0 + 16k (the largest such end <= r1) and
 // returns that end; the caller does the rest with the block-per-lane kernels.
 bool interleaved_vnni_supports(DType t);
 int64_t matmul_rows_interleaved_vnni(const MatmulTask& t, int64_t r0, int64_t r1);
