@@ -19,14 +19,8 @@ mkdir -p "$models"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-shape_flags() {
-  case $1 in
-    s15m) echo "--dim 288 --layers 6 --heads 6 --ffn 768" ;;
-    s110m) echo "--dim 768 --layers 12 --heads 12 --ffn 2048" ;;
-    q500m) echo "--dim 896 --layers 24 --heads 14 --kv-heads 2 --ffn 4864" ;;
-    *) return 1 ;;
-  esac
-}
+# shellcheck source=bench/shapes.sh
+source bench/shapes.sh
 
 for row in "$@"; do
   IFS=: read -r shape type threads <<<"$row"

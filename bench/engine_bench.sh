@@ -18,13 +18,8 @@ slm=build/slm
 ninja -C build slm_cli >/dev/null
 mkdir -p "$models"
 
-shape_flags() {
-  case $1 in
-    s15m) echo "--dim 288 --layers 6 --heads 6 --ffn 768" ;;
-    s110m) echo "--dim 768 --layers 12 --heads 12 --ffn 2048" ;;
-    q500m) echo "--dim 896 --layers 24 --heads 14 --kv-heads 2 --ffn 4864" ;;
-  esac
-}
+# shellcheck source=bench/shapes.sh
+source bench/shapes.sh
 
 llama_bench=${LLAMA_BENCH:-}
 {

@@ -46,7 +46,14 @@ def main():
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--workers", type=int, default=12)
     a = ap.parse_args()
-    prompts = [p for p in open(a.prompts, encoding="utf-8").read().split("\n") if p.strip()]
+    try:
+        prompts = [p for p in open(a.prompts, encoding="utf-8").read().split("\n") if p.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit("%s: cannot read the prompts: %s" % (a.prompts, e))
+    if not prompts:
+        sys.exit("%s: no prompts (one per line)" % a.prompts)
+    if a.n < 1 or a.workers < 1:
+        sys.exit("-n and --workers must be at least 1")
     partial = a.out + ".partial"
     done = {}
     if os.path.exists(partial):
