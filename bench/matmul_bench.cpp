@@ -26,7 +26,7 @@ const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DTyp
 struct Shape {
   int64_t rows, cols;
 };
-const Shape kShapes[] = {{32000, 288}, {768, 288}, {288, 768}, {4864, 896}, {2048, 768}, {768, 2048}, {32000, 768}};
+const Shape kShapes[] = {{32000, 288}, {768, 288}, {288, 768}, {4864, 896}, {896, 4864}, {2048, 768}, {768, 2048}, {32000, 768}};
 
 // K-quant rows need cols % 256 == 0; 288 and 896 are not (llama.cpp falls back to other types for
 // such tensors), so K-quants run those shapes with cols rounded down to 256 and 768; the reported

@@ -276,10 +276,12 @@ TEST(Matmul, Avx512FloatRowsEqualDecodeBitwise) {
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
     for (DType t : {DType::F32, DType::F16, DType::BF16}) {
-      // cols: a multiple of 16, one with an 8-wide tail, one with a scalar tail; 37 and 13 rows:
-      // the last rows of a matrix (narrower tiles, the 8-row decode's remainder).
+      // cols: a multiple of 16, one with an 8-wide tail, one with a scalar tail, odd numbers of
+      // 16-column steps (336, 216: the even-step chain has the last step); 37 and 13 rows: the
+      // last rows of a matrix (narrower tiles, the 8-row decode's remainder).
       for (const Shape& s : {Shape{64, 320}, Shape{32, 864}, Shape{48, 72}, Shape{16, 44}, Shape{1040, 64},
-                             Shape{37, 864}, Shape{13, 320}, Shape{37, 72}}) {
+                             Shape{37, 864}, Shape{13, 320}, Shape{37, 72}, Shape{37, 336}, Shape{21, 216},
+                             Shape{9, 600}}) {
         const Weights w = make_weights(t, s.rows, s.cols, seed++);
         for (int64_t m : {2, 3, 5, 7, 8, 13}) {
           SCOPED_TRACE(::testing::Message() << dtype_name(t) << " rows=" << s.rows << " cols=" << s.cols

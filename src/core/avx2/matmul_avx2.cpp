@@ -158,7 +158,9 @@ FloatBlockFn<L> float_block_fn(int nr, int nx) {
 
 // Prefill with AVX-512F (only called when use_avx512f()): the same dot-product tiles on 512-bit
 // vectors, 4 weight rows x up to 6 activation rows (24 accumulators + 4 weight vectors + 1
-// activation = 29 of the 32 zmm registers), so each 16-column step does 24 FMAs for 10 loads.
+// activation = 29 of the 32 zmm registers), so each 16-column step does 24 FMAs for 10 loads
+// (F16 / BF16: in two passes, one per chain of float_block_zmm's fixed order; 4 x 3 tiles of
+// both chains in one pass were 10-40% slower).
 // Columns past the last multiple of 16 take one 8-wide step (zero-extended into the zmm
 // accumulators) and then scalar products, as the AVX2 kernel does.
 #define SLM_AVX512F __attribute__((target("avx512f")))
@@ -199,37 +201,131 @@ struct Zmm<LoadBF16> {
   }
 };
 
+// One 16-column step of a tile: acc[i][r] += w[r][c..c+16) * x[i][c..c+16).
+template <class L, int NR, int NX>
+SLM_AVX512F inline void zmm_step(const typename L::T* const* w, const float* const* x, int64_t c,
+                                 __m512 (&acc)[NX][NR]) {
+  __m512 wv[NR];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load16(w[r] + c);
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) {
+    const __m512 xv = _mm512_loadu_ps(x[i] + c);
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+  }
+}
+
+template <int NR, int NX>
+SLM_AVX512F inline void zmm_zero(__m512 (&acc)[NX][NR]) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
+}
+
+template <int NR, int NX>
+SLM_AVX512F inline void zmm_store(float (&buf)[NX][NR][16], const __m512 (&acc)[NX][NR]) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) _mm512_store_ps(buf[i][r], acc[i][r]);
+}
+
+template <int NR, int NX>
+SLM_AVX512F inline void zmm_load(__m512 (&acc)[NX][NR], const float (&buf)[NX][NR][16]) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i)
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_load_ps(buf[i][r]);
+}
+
 // y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
-// pf != 0: also prefetch (into L2), spread over the column steps, as many bytes
-// as the block reads, from address pf on (stopping at end): the caller points it at the block it
-// will read two blocks later.
+// Every (row, activation row) pair sums in one order, whatever the tile: for F16 / BF16 two
+// accumulators, one over the even 16-column steps and one over the odd ones, added (F32: one);
+// then the 8-column step and the scalar rest. Two chains, because one chain of FMAs (4 cycles each) over a long row holds decode
+// to 32 bytes of F16 weights per 4 cycles, below what one core streams from memory (q500m's
+// 4864-column rows: 21.6 -> 28.2 GB/s in a one-row-at-a-time loop over the bench file). Small
+// tiles (decode) run both chains in one loop; large ones (prefill: 4 x 6 tiles, 24
+// accumulators) take the even steps, then the odd ones, in two passes over the tile.
+// pf != 0: also prefetch (into L2), spread over the steps, as many bytes as the block reads,
+// from address pf on (stopping at end): the caller points it at the block it will read two
+// blocks later.
 template <class L, int NR, int NX>
 SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* const* x, int64_t cols, float* y,
                                  int64_t ldy, uintptr_t pf, uintptr_t end) {
   constexpr int kStep = NR * 16 * static_cast<int>(sizeof(typename L::T));  // weight bytes per step
   const bool prefetch = pf != 0;
+  auto fetch_step = [&] {  // a step's worth of bytes, so a whole block over the block's steps
+    if (!prefetch) return;
+    #pragma GCC unroll 16
+    for (int k = 0; k < kStep; k += 64)
+      if (pf + k < end) _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T1);
+    pf += kStep;
+  };
+  // F32 keeps one chain: its decode reads 8 rows at a time (8 chains), and its prefill tiles
+  // were 10% slower in two passes (a chunk's 4 weight and 6 activation rows of 64 full lines
+  // each do not stay in L1 between the passes).
+  constexpr bool kTwoChains = sizeof(typename L::T) == 2;
+  const int64_t steps = cols / 16;
   __m512 acc[NX][NR];
-  #pragma GCC unroll 16
-  for (int i = 0; i < NX; ++i)
-    #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
-  int64_t c = 0;
-  for (; c + 16 <= cols; c += 16, pf += kStep) {
-    if (prefetch) {
-      #pragma GCC unroll 16
-      for (int k = 0; k < kStep; k += 64)
-        if (pf + k < end) _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T1);
+  zmm_zero<NR, NX>(acc);
+  if constexpr (!kTwoChains) {
+    for (int64_t s = 0; s < steps; ++s) {
+      fetch_step();
+      zmm_step<L, NR, NX>(w, x, 16 * s, acc);
     }
-    __m512 wv[NR];
-    #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load16(w[r] + c);
-    #pragma GCC unroll 16
-    for (int i = 0; i < NX; ++i) {
-      const __m512 xv = _mm512_loadu_ps(x[i] + c);
-      #pragma GCC unroll 16
-      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
+  } else if constexpr (2 * NR * NX <= 16) {
+    __m512 odd[NX][NR];
+    zmm_zero<NR, NX>(odd);
+    int64_t s = 0;
+    for (; s + 2 <= steps; s += 2) {
+      fetch_step();
+      zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+      fetch_step();
+      zmm_step<L, NR, NX>(w, x, 16 * s + 16, odd);
     }
+    if (s < steps) {
+      fetch_step();
+      zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i)
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_add_ps(acc[i][r], odd[i][r]);
+  } else {
+    // Both chains kept in memory between chunks of 64 steps (1024 columns), each chunk read in
+    // two passes: the activation and weight rows of a chunk (32 KiB for 6 x 1024 floats and 4
+    // x 1024 halves) stay in L1 for the second pass. Whole rows in two passes: q500m's down
+    // projection ([896 x 4864] F16, 128 rows) 145 -> 116 GFLOP/s, its rows no longer fit.
+    // The prefetches go on through both passes: the first pass, which brings the block in,
+    // would otherwise also have to wait for the next blocks' bytes with half the FMAs to hide it.
+    constexpr int64_t kChunk = 64;  // even, so a chunk's first step is an even one
+    alignas(64) float even[NX][NR][16], odd[NX][NR][16];
+    zmm_store<NR, NX>(even, acc);
+    zmm_store<NR, NX>(odd, acc);
+    for (int64_t s0 = 0; s0 < steps; s0 += kChunk) {
+      const int64_t s1 = std::min(steps, s0 + kChunk);
+      zmm_load<NR, NX>(acc, even);
+      for (int64_t s = s0; s < s1; s += 2) {
+        fetch_step();
+        zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+      }
+      zmm_store<NR, NX>(even, acc);
+      zmm_load<NR, NX>(acc, odd);
+      for (int64_t s = s0 + 1; s < s1; s += 2) {
+        fetch_step();
+        zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+      }
+      zmm_store<NR, NX>(odd, acc);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i)
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r)
+        acc[i][r] = _mm512_add_ps(_mm512_load_ps(even[i][r]), _mm512_load_ps(odd[i][r]));
   }
+  int64_t c = 16 * steps;
   if (c + 8 <= cols) {
     __m512 wv[NR];
     #pragma GCC unroll 16
@@ -299,10 +395,11 @@ ZmmBlockFn<L> float_block_zmm_fn(int nr, int nx) {
 // has in a product of several rows). The thread's rows are then one sequential stream, which the
 // hardware prefetcher follows without software prefetches, where the former kernel's 4
 // interleaved row streams (with prefetches into L2, 16 columns a step, 8 accumulators) fell behind
-// on Zen 5; rows overlap in the out-of-order window, hiding the one accumulator's FMA latency.
-// Alternating decode steps in one process (medians, ms per token, F16 bench models): s110m 10.7 ->
-// 8.9 at 1 thread, 5.8 -> 4.6 at 2; q500m 37.0 -> 32.5; s15m 1.05 -> 0.91. (Four accumulators a row
-// would be a few percent faster on some shapes, but would break that equality.)
+// on Zen 5. Alternating decode steps in one process (medians, ms per token, F16 bench models):
+// s110m 10.7 -> 8.9 at 1 thread, 5.8 -> 4.6 at 2; q500m 37.0 -> 32.5; s15m 1.05 -> 0.91.
+// F16 / BF16 rows take float_block_zmm's two chains (even and odd steps); with one, rows
+// overlapped in the out-of-order window only while they were short, and matmul_bench decode
+// (m1, 1 thread) was 28 GB/s of F16 weights on [4864 x 896] and [896 x 4864], now 47-50.
 template <class L>
 SLM_AVX512F void float_decode_seq(const typename L::T* w, const float* x, int64_t cols, int64_t nrows, float* y) {
   const float* xr[1] = {x};
