@@ -294,13 +294,14 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
       #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_add_ps(acc[i][r], odd[i][r]);
   } else {
-    // Both chains kept in memory between chunks of 64 steps (1024 columns), each chunk read in
-    // two passes: the activation and weight rows of a chunk (32 KiB for 6 x 1024 floats and 4
-    // x 1024 halves) stay in L1 for the second pass. Whole rows in two passes: q500m's down
-    // projection ([896 x 4864] F16, 128 rows) 145 -> 116 GFLOP/s, its rows no longer fit.
+    // Both chains kept in memory between chunks of 32 steps (512 columns), each chunk read in
+    // two passes: the activation and weight rows of a chunk (16 KiB for 6 x 512 floats and 4
+    // x 512 halves) stay in L1 for the second pass. matmul_bench, q500m's down projection
+    // ([896 x 4864] F16, m128, GFLOP/s): one chain in one pass 135-152; two passes over whole
+    // rows 116; chunks of 128 steps 74, 64 steps 91-116, 32 steps 141-146.
     // The prefetches go on through both passes: the first pass, which brings the block in,
     // would otherwise also have to wait for the next blocks' bytes with half the FMAs to hide it.
-    constexpr int64_t kChunk = 64;  // even, so a chunk's first step is an even one
+    constexpr int64_t kChunk = 32;  // even, so a chunk's first step is an even one
     alignas(64) float even[NX][NR][16], odd[NX][NR][16];
     zmm_store<NR, NX>(even, acc);
     zmm_store<NR, NX>(odd, acc);
