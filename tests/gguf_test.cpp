@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -113,6 +115,40 @@ TEST(GgufRead, HandBuiltFile) {
   EXPECT_EQ(b->nbytes, 34u);
   EXPECT_EQ(b->data - a->data, 32);
   EXPECT_EQ(g->find_tensor("c"), nullptr);
+}
+
+// The VmFlags line of the mapping that holds `addr` in /proc/self/smaps ("" if not found).
+std::string vm_flags_of(const void* addr) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2)  // a mapping's header line
+      inside = lo <= a && a < hi;
+    else if (inside && line.rfind("VmFlags:", 0) == 0)
+      return line;
+  }
+  return "";
+}
+
+// Weights are mapped with 4 KiB page-table entries (MADV_NOHUGEPAGE: "nh" in VmFlags), unless
+// SLM_MMAP_HUGEPAGES is set: 2 MiB entries made weight streaming 2-4x slower on the benchmark VM.
+TEST(GgufRead, MappingAvoidsHugePageEntriesUnlessAsked) {
+  if (!std::filesystem::exists("/sys/kernel/mm/transparent_hugepage"))
+    GTEST_SKIP() << "kernel without transparent huge pages: the advice does not apply";
+  TempDir dir;
+  std::string p = write_bytes(dir, "m.gguf", small_valid());
+  auto g = GgufFile::open(p);
+  const std::string flags = vm_flags_of(g->tensors()[0].data);
+  ASSERT_NE(flags, "") << "mapping not found in /proc/self/smaps";
+  EXPECT_NE(flags.find(" nh"), std::string::npos) << flags;
+  ::setenv("SLM_MMAP_HUGEPAGES", "1", 1);
+  auto h = GgufFile::open(p);
+  ::unsetenv("SLM_MMAP_HUGEPAGES");
+  const std::string flags_h = vm_flags_of(h->tensors()[0].data);
+  ASSERT_NE(flags_h, "");
+  EXPECT_EQ(flags_h.find(" nh"), std::string::npos) << flags_h;
 }
 
 TEST(GgufRead, Version2IsAccepted) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -43,6 +44,13 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
   if (p == MAP_FAILED) fail(path, "cannot map " + std::to_string(size_) + " bytes", err);
   data_ = static_cast<const uint8_t*>(p);
+  // Page-table entries of 4 KiB, not 2 MiB: the kernel maps the page cache's 2 MiB folios of a
+  // file with one PMD entry each where the mapping's alignment allows (Linux 6.x, large folios),
+  // and on this benchmark VM (Linux 6.18 guest) weights read through such entries streamed 2-4x
+  // slower: q500m F32 decode at 1 thread 10.4 -> 18.3 tok/s with the advice (300 of its 1475 MB
+  // were in 2 MiB folios; alternating slm bench runs), a plain loop over the same mapping 8 ->
+  // 20 GB/s. SLM_MMAP_HUGEPAGES=1 leaves the kernel's choice (bare metal may gain from it).
+  if (!std::getenv("SLM_MMAP_HUGEPAGES")) ::madvise(p, size_, MADV_NOHUGEPAGE);
 }
 
 MappedFile::~MappedFile() {
