@@ -102,26 +102,76 @@ struct LoadBF16 {
   static float load1(const uint16_t* p) { return bf16_to_fp32(*p); }
 };
 
-// y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
+// One 8-column step of a tile: acc[i][r] += w[r][c..c+8) * x[i][c..c+8).
+template <class L, int NR, int NX>
+inline void ymm_step(const typename L::T* const* w, const float* const* x, int64_t c, __m256 (&acc)[NX][NR]) {
+  __m256 wv[NR];
+  #pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r) wv[r] = L::load8(w[r] + c);
+  #pragma GCC unroll 16
+  for (int i = 0; i < NX; ++i) {
+    const __m256 xv = _mm256_loadu_ps(x[i] + c);
+    #pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
+  }
+}
+
+// y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX, in one order whatever the tile (as
+// float_block_zmm below, on 8-column steps): F16 / BF16 in two chains (even and odd steps,
+// added), F32 in one; then the scalar rest. Decode (1 x 1) runs both chains in one loop; prefill
+// tiles (3 x 4: 12 accumulators of the 16 registers) in two passes per 512-column chunk.
 template <class L, int NR, int NX>
 void float_block(const typename L::T* const* w, const float* const* x, int64_t cols, float* y, int64_t ldy) {
+  constexpr bool kTwoChains = sizeof(typename L::T) == 2;
+  const int64_t steps = cols / 8;
   __m256 acc[NX][NR];
   #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i)
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_ps();
-  int64_t c = 0;
-  for (; c + 8 <= cols; c += 8) {
-    __m256 wv[NR];
+  if constexpr (!kTwoChains) {
+    for (int64_t s = 0; s < steps; ++s) ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+  } else if constexpr (2 * NR * NX <= 8) {
+    __m256 odd[NX][NR];
     #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) wv[r] = L::load8(w[r] + c);
-    #pragma GCC unroll 16
-    for (int i = 0; i < NX; ++i) {
-      const __m256 xv = _mm256_loadu_ps(x[i] + c);
+    for (int i = 0; i < NX; ++i)
       #pragma GCC unroll 16
-      for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
+      for (int r = 0; r < NR; ++r) odd[i][r] = _mm256_setzero_ps();
+    int64_t s = 0;
+    for (; s + 2 <= steps; s += 2) {
+      ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+      ymm_step<L, NR, NX>(w, x, 8 * s + 8, odd);
     }
+    if (s < steps) ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i)
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_add_ps(acc[i][r], odd[i][r]);
+  } else {
+    constexpr int64_t kChunk = 64;  // steps: 512 columns; even, so a chunk starts on an even step
+    alignas(32) float even[NX][NR][8] = {}, odd[NX][NR][8] = {};
+    auto run = [&](float (&buf)[NX][NR][8], int64_t s, int64_t s1) {
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i)
+        #pragma GCC unroll 16
+        for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_load_ps(buf[i][r]);
+      for (; s < s1; s += 2) ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+      #pragma GCC unroll 16
+      for (int i = 0; i < NX; ++i)
+        #pragma GCC unroll 16
+        for (int r = 0; r < NR; ++r) _mm256_store_ps(buf[i][r], acc[i][r]);
+    };
+    for (int64_t s0 = 0; s0 < steps; s0 += kChunk) {
+      const int64_t s1 = std::min(steps, s0 + kChunk);
+      run(even, s0, s1);
+      run(odd, s0 + 1, s1);
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < NX; ++i)
+      #pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_add_ps(_mm256_load_ps(even[i][r]), _mm256_load_ps(odd[i][r]));
   }
+  const int64_t c = 8 * steps;
   #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) {
     #pragma GCC unroll 16
@@ -421,10 +471,12 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
     // same accumulation and reduction order), so that a product of several rows (speculative
     // verification, batched decoding) equals the rows' own decode steps.
     if (!use_avx512f()) {
-      // AVX2: row after row, one accumulator each, as float_block accumulates. On this Zen 5 with
+      // AVX2: row after row, in float_block's chains (F16 / BF16: two). On this Zen 5 with
       // AVX-512 switched off, alternating decode steps: F32 9-10% faster and F16 level (1-4%
       // slower) than 4 interleaved rows with 8 accumulators and prefetches, which did not give the
       // prefill tiles' sums; 4 interleaved rows with one accumulator each were 1.3-2x slower.
+      // Two chains for F16 (SLM_NO_AVX512=1 matmul_bench m1, GFLOP/s): [4864 x 896] 21 -> 37,
+      // [896 x 4864] 14 -> 27, [32000 x 768] 21 -> 35; prefill (m128) level to -7%.
       const float* xr[1] = {x};
       for (int64_t r = r0; r < r1; ++r) {
         const T* wr[1] = {base + r * cols};
