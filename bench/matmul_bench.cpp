@@ -1,6 +1,8 @@
 // matmul micro-benchmarks: every weight type, the shapes of small models' layers
-// ([32000 x 288] output, [768 x 288] / [288 x 768] FFN of a dim-288 model, [4864 x 896] Qwen2-0.5B
-// FFN, [2048 x 768] / [768 x 2048] FFN of a dim-768 model, [32000 x 768] its output: bigger than L3), decode (m = 1), batched decode and speculative verification (m = 2, 4, 8) and prefill (m = 128), 1 and 2 threads.
+// ([32000 x 288] output, [768 x 288] / [288 x 768] FFN of a dim-288 model, [4864 x 896] /
+// [896 x 4864] Qwen2-0.5B FFN (gate or up / down), [2048 x 768] / [768 x 2048] FFN of a dim-768
+// model, [32000 x 768] its output: bigger than a core's share of L3), decode (m = 1), batched
+// decode and speculative verification (m = 2, 4, 8) and prefill (m = 128), 1 and 2 threads.
 // Reports weight bandwidth (W_GB/s: weight bytes read per second, the decode figure of merit) and
 // GFLOP/s (2 * m * rows * cols per second, the prefill one).
 // Run: build/bench/matmul_bench [--benchmark_filter=q4_0/32000] ; SLM_FORCE_SCALAR=1 for the
