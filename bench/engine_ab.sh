@@ -5,9 +5,11 @@
 # the order swapped every round; the table gives every round's ratio and the median of the rounds.
 # Usage: LLAMA_BENCH=/path/to/llama-bench bench/engine_ab.sh ROUNDS ROW...
 #   ROW = shape:type:threads, e.g. s110m:q4_k:1 (models from bench/engine_bench.sh, built if missing)
+#   LLAMA_ARGS: extra llama-bench flags, e.g. "-mmp 0" (no memory map: its 2 MiB mappings of the
+#   page cache's large folios were 2-4x slower on the benchmark VM, see docs/bench-engine.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -ge 2 ]] || { sed -n '2,7p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,9p' "$0"; exit 2; }
 rounds=$1
 shift
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer, got '$rounds'"; exit 2; }
@@ -36,7 +38,8 @@ slm_run() {  # model threads -> "prefill decode"
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["prefill_tps"]["median"], j["decode_tps"]["median"])'
 }
 llama_run() {
-  "$llama_bench" -m "$1" -p 128 -n 128 -r 3 -t "$2" -o json 2>/dev/null | python3 -c '
+  # shellcheck disable=SC2086
+  "$llama_bench" -m "$1" -p 128 -n 128 -r 3 -t "$2" ${LLAMA_ARGS:-} -o json 2>/dev/null | python3 -c '
 import json, statistics, sys
 pp = tg = None
 for e in json.load(sys.stdin):
