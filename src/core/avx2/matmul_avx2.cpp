@@ -293,11 +293,11 @@ SLM_AVX512F inline void zmm_load(__m512 (&acc)[NX][NR], const float (&buf)[NX][N
 // y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX.
 // Every (row, activation row) pair sums in one order, whatever the tile: for F16 / BF16 two
 // accumulators, one over the even 16-column steps and one over the odd ones, added (F32: one);
-// then the 8-column step and the scalar rest. Two chains, because one chain of FMAs (4 cycles each) over a long row holds decode
-// to 32 bytes of F16 weights per 4 cycles, below what one core streams from memory (q500m's
-// 4864-column rows: 21.6 -> 28.2 GB/s in a one-row-at-a-time loop over the bench file). Small
-// tiles (decode) run both chains in one loop; large ones (prefill: 4 x 6 tiles, 24
-// accumulators) take the even steps, then the odd ones, in two passes over the tile.
+// then the 8-column step and the scalar rest. Two chains, because one chain of FMAs (4 cycles
+// each) over a long row holds decode to 32 bytes of F16 weights per 4 cycles, below what one
+// core streams from memory (q500m's 4864-column rows: 21.6 -> 28.2 GB/s in a one-row-at-a-time
+// loop over the bench file). Small tiles (decode) run both chains in one loop; large ones
+// (prefill: 4 x 6 tiles, 24 accumulators) take the even steps, then the odd ones, in two passes.
 // pf != 0: also prefetch (into L2), spread over the steps, as many bytes as the block reads,
 // from address pf on (stopping at end): the caller points it at the block it will read two
 // blocks later.
