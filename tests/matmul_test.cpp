@@ -9,14 +9,19 @@
 //   activations (activation_roundtrip) the same 1e-5 * sum |w x| bound holds. Against the reference
 //   on the original x the extra error is at most sum_c |w_c| |x_c - round(x_c)| (checked exactly)
 //   and, on Gaussian data, about 0.3 % of |y| in RMS (checked below 2 %).
+// - F16 weights take activations rounded to F16 (relative error <= 2^-11 each, as llama.cpp):
+//   the same two bounds, and on Gaussian data about 2^-11 / sqrt(3) = 0.03 % of |y| in RMS
+//   (checked below 0.1 %).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/fp16.h"
 #include "core/matmul.h"
 #include "core/matmul_kernels.h"
 #include "core/quant.h"
@@ -135,8 +140,10 @@ void check_type(DType t, bool avx2) {
             err2 += (double(y[k]) - ref[k]) * (double(y[k]) - ref[k]);
             ref2 += double(ref[k]) * ref[k];
           }
-          if (!quantized) {
-            EXPECT_EQ(ref, ref_q);  // float weights take x as it is
+          if (activation_kind(t) == ActKind::Float) {
+            EXPECT_EQ(ref, ref_q);  // F32 / BF16 weights take x as it is
+          } else if (t == DType::F16) {
+            EXPECT_NE(ref, ref_q);  // rounded to F16
           }
         } else {
           // Each output is computed by the same code whatever the split: bit-identical.
@@ -147,6 +154,8 @@ void check_type(DType t, bool avx2) {
   }
   if (quantized) {
     EXPECT_LT(std::sqrt(err2 / ref2), 0.02) << dtype_name(t);
+  } else if (t == DType::F16) {
+    EXPECT_LT(std::sqrt(err2 / ref2), 1e-3) << dtype_name(t);
   } else {
     EXPECT_LT(std::sqrt(err2 / ref2), 1e-6) << dtype_name(t);
   }
@@ -214,9 +223,11 @@ TEST(Matmul, Avx512FloatMatchesAvx2) {
           const KernelSwitch ymm(set_use_avx512f, false);
           matmul(pool, w.view, x.data(), m, ya.data());
         }
-        matmul_reference(w.view, x.data(), m, ref.data());
+        std::vector<float> xq(x.size());  // F16 weights: activations rounded to F16
+        for (int64_t i = 0; i < m; ++i) activation_roundtrip(t, x.data() + i * s.cols, s.cols, xq.data() + i * s.cols);
+        matmul_reference(w.view, xq.data(), m, ref.data());
         std::vector<double> abs_wx, act_bound;
-        magnitudes(w.view, x, x, m, abs_wx, act_bound);
+        magnitudes(w.view, x, xq, m, abs_wx, act_bound);
         for (size_t k = 0; k < yz.size(); ++k) {
           ASSERT_NEAR(yz[k], ya[k], 1e-5 * abs_wx[k]) << "output " << k;
           ASSERT_NEAR(yz[k], ref[k], 1e-5 * abs_wx[k]) << "output " << k;
@@ -452,6 +463,52 @@ TEST(Matmul, ActivationQuantizationIsTheSameInBothKernels) {
   EXPECT_EQ(blk.qs[1], 2);
   EXPECT_EQ(blk.qs[2], -4);
   EXPECT_EQ(blk.sum, 125);
+}
+
+// F16 activations (F16 weights): both kernels give the same halves and the same rounded floats,
+// also past the F16 range (saturated), for NaN, ties and subnormals; 21 values: the AVX2 version's
+// 8-wide steps and a scalar rest.
+TEST(Matmul, F16ActivationsAreTheSameInBothKernels) {
+  const float nan = std::nanf("");
+  std::vector<float> x = {1.0f + 0x1p-11f,        // a tie: to even, 1
+                          1.0f + 3 * 0x1p-11f,    // 1.5 ulp: 1 + 2 ulp
+                          65519.0f,               // rounds past 65504: saturates
+                          -1e6f,
+                          -INFINITY,
+                          nan,
+                          0x1p-25f,               // half the smallest subnormal: a tie, to 0
+                          3 * 0x1p-25f,           // 1.5 subnormal steps: 2
+                          -0.0f,
+                          0.1f};
+  const std::vector<float> want = {1.0f, 1.0f + 0x1p-9f, 65504.0f, -65504.0f, -65504.0f, nan, 0.0f, 0x1p-23f,
+                                   -0.0f, 0.0999755859375f};
+  const auto more = make_input(1, 11, 9);
+  x.insert(x.end(), more.begin(), more.end());
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint16_t> hs(x.size()), ha(x.size());
+  std::vector<float> fs(x.size()), fa(x.size());
+  quantize_act_scalar(ActKind::F16, x.data(), n, hs.data());
+  round_act_f16_scalar(x.data(), n, fs.data());
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(want[i])) {
+      EXPECT_TRUE(std::isnan(fs[i])) << i;
+    } else {
+      EXPECT_EQ(fs[i], want[i]) << i;
+      EXPECT_EQ(std::signbit(fs[i]), std::signbit(want[i])) << i;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(std::bit_cast<uint32_t>(fs[i]), std::bit_cast<uint32_t>(fp16_to_fp32(hs[i]))) << i;
+    if (!std::isnan(x[i]) && std::fabs(x[i]) <= 65504.0f)
+      EXPECT_LE(std::fabs(fs[i] - x[i]), std::fabs(x[i]) * 0x1p-11f + 0x1p-25f) << i;
+  }
+  if (!cpu_features().avx2) GTEST_SKIP() << "no AVX2";
+#ifdef SLM_HAVE_AVX2_KERNELS
+  quantize_act_avx2(ActKind::F16, x.data(), n, ha.data());
+  round_act_f16_avx2(x.data(), n, fa.data());
+  EXPECT_EQ(hs, ha);
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(std::bit_cast<uint32_t>(fs[i]), std::bit_cast<uint32_t>(fa[i])) << i;
+#endif
 }
 
 TEST(Matmul, KnownSmallProduct) {

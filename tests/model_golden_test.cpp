@@ -387,8 +387,13 @@ void write_tiny(const Tiny& c, const TinyWeights& W, const fs::path& path) {
   g.write(path.string());
 }
 
-// Naive reference: logits of every position, [n, vocab], in double.
-std::vector<double> reference_forward(const Tiny& c, const TinyWeights& W, const std::vector<int32_t>& toks) {
+// Naive reference: logits of every position, [n, vocab], in double. The tied F16 head multiplies
+// activations rounded to F16 (as slm and llama.cpp do); an activation whose float value could lie on
+// either side of a rounding tie may round the other way in slm, whose float forward pass carries
+// a relative error of up to about 1e-5 into these activations (2e-6 was too narrow a window, 1e-5
+// enough; 3e-5 is used), so `slack` gets, per logit, the most such roundings can move it.
+std::vector<double> reference_forward(const Tiny& c, const TinyWeights& W, const std::vector<int32_t>& toks,
+                                      std::vector<double>* slack = nullptr) {
   const auto& T = W.t;
   const int64_t n = static_cast<int64_t>(toks.size()), D = c.dim, hd = c.head_dim;
   const int64_t qd = c.heads * hd, kvd = c.kv_heads * hd;
@@ -470,8 +475,20 @@ std::vector<double> reference_forward(const Tiny& c, const TinyWeights& W, const
   if (c.tied)
     for (auto& e : out.w) e = fp16_to_fp32(fp32_to_fp16(e));
   std::vector<double> logits;
+  if (slack) slack->assign(static_cast<size_t>(n * out.rows), 0.0);
+  auto to_half = [](double v) { return double(fp16_to_fp32(fp32_to_fp16(static_cast<float>(v)))); };
   for (int64_t p = 0; p < n; ++p) {
-    const auto l = matvec(out, norm(x[p], T.at("output_norm.weight")));
+    auto xn = norm(x[p], T.at("output_norm.weight"));
+    if (c.tied) {
+      for (int64_t k = 0; k < D; ++k) {
+        const double lo = to_half(xn[k] * (1 - 3e-5)), hi = to_half(xn[k] * (1 + 3e-5));
+        xn[k] = to_half(xn[k]);
+        if (slack && lo != hi)
+          for (int64_t r = 0; r < out.rows; ++r)
+            (*slack)[p * out.rows + r] += std::abs(double(out.w[r * D + k])) * std::abs(hi - lo);
+      }
+    }
+    const auto l = matvec(out, xn);
     logits.insert(logits.end(), l.begin(), l.end());
   }
   return logits;
@@ -501,7 +518,8 @@ TEST_P(ModelSynthetic, MatchesNaiveReference) {
   EXPECT_EQ(model->config().head_dim, c.head_dim);
   EXPECT_EQ(model->config().tied_output, c.tied);
   const std::vector<int32_t> toks = {1, 5, 9, 3, 19, 7, 7, 12, 4};
-  const auto ref = reference_forward(c, W, toks);
+  std::vector<double> slack;
+  const auto ref = reference_forward(c, W, toks, &slack);
   for (int threads : {1, 2}) {
     for (DType kvt : {DType::F32, DType::F16}) {
       ThreadPool pool(threads);
@@ -517,7 +535,7 @@ TEST_P(ModelSynthetic, MatchesNaiveReference) {
       // F32: only float rounding (1e-4 on logits of size ~3); F16 cache: 11-bit keys/values.
       const double tol = kvt == DType::F32 ? 1e-4 : 2e-2;
       double max_err = 0;
-      for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::abs(all[i] - ref[i]));
+      for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::abs(all[i] - ref[i]) - slack[i]);
       EXPECT_LT(max_err, tol) << c.arch << " threads " << threads << " kv " << dtype_name(kvt);
     }
   }
@@ -534,18 +552,20 @@ TEST_P(ModelSynthetic, LongPromptIsChunked) {
   std::vector<int32_t> toks(1100);
   std::mt19937 rng(7);
   for (auto& t : toks) t = static_cast<int32_t>(rng() % c.vocab);
-  const auto ref = reference_forward(c, W, toks);
+  std::vector<double> slack;
+  const auto ref = reference_forward(c, W, toks, &slack);
   ThreadPool pool(2);
   Transformer tf(*model, pool);
   KvCache kv(model->config(), 1200);
   const std::vector<float> all = tf.forward(toks, kv, true);
   ASSERT_EQ(all.size(), ref.size());
   double max_err = 0;
-  for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::abs(all[i] - ref[i]));
+  for (size_t i = 0; i < ref.size(); ++i) max_err = std::max(max_err, std::abs(all[i] - ref[i]) - slack[i]);
   EXPECT_LT(max_err, 2e-4);  // float sums over up to 1100 positions
   KvCache kv2(model->config(), 1200);
   const std::vector<float> last = tf.forward(toks, kv2);
-  for (int64_t v = 0; v < c.vocab; ++v) EXPECT_NEAR(last[v], ref[(toks.size() - 1) * c.vocab + v], 2e-4);
+  const size_t at = (toks.size() - 1) * c.vocab;
+  for (int64_t v = 0; v < c.vocab; ++v) EXPECT_NEAR(last[v], ref[at + v], 2e-4 + slack[at + v]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, ModelSynthetic, ::testing::Values(0, 1));

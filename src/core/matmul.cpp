@@ -35,6 +35,19 @@ void quantize_act(ActKind k, const float* x, int64_t n, void* dst) {
   quantize_act_scalar(k, x, n, dst);
 }
 
+void round_act_f16(const float* x, int64_t n, float* dst) {
+#ifdef SLM_HAVE_AVX2_KERNELS
+  if (use_avx2()) return round_act_f16_avx2(x, n, dst);
+#endif
+  round_act_f16_scalar(x, n, dst);
+}
+
+// Bytes per activation row as the kernels read it: ActKind::F16 is halves only for decode.
+size_t activation_stride(ActKind k, int64_t cols, int64_t m) {
+  if (k == ActKind::F16 && m > 1) return static_cast<size_t>(cols) * sizeof(float);
+  return activation_row_bytes(k, cols);
+}
+
 std::atomic<bool>& interleaved_flag() {
   static std::atomic<bool> on{std::getenv("SLM_NO_INTERLEAVED") == nullptr};
   return on;
@@ -48,9 +61,10 @@ bool set_use_interleaved(bool on) { return interleaved_flag().exchange(on); }
 ActKind activation_kind(DType t) {
   switch (t) {
     case DType::F32:
-    case DType::F16:
     case DType::BF16:
       return ActKind::Float;
+    case DType::F16:
+      return ActKind::F16;
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:
@@ -63,6 +77,7 @@ ActKind activation_kind(DType t) {
 size_t activation_row_bytes(ActKind k, int64_t cols) {
   switch (k) {
     case ActKind::Float: return static_cast<size_t>(cols) * sizeof(float);
+    case ActKind::F16: return static_cast<size_t>(cols) * sizeof(uint16_t);
     case ActKind::Q8: return static_cast<size_t>(cols / 32) * sizeof(ActQ8);
     case ActKind::Q8K: return static_cast<size_t>(cols / 256) * sizeof(ActQ8K);
   }
@@ -73,6 +88,10 @@ void activation_roundtrip(DType t, const float* x, int64_t n, float* out) {
   const ActKind k = activation_kind(t);
   if (k == ActKind::Float) {
     std::copy(x, x + n, out);
+    return;
+  }
+  if (k == ActKind::F16) {
+    round_act_f16_scalar(x, n, out);
     return;
   }
   std::vector<unsigned char> buf(activation_row_bytes(k, n));
@@ -103,9 +122,9 @@ void matmul_multi(ThreadPool& pool, std::span<const WeightView> ws, const float*
   const int64_t cols = ws[0].cols;
   // The input in each activation form the weights need, quantized once per call on scratch of
   // the calling thread, reused across calls (decode makes hundreds per token).
-  thread_local std::vector<unsigned char> act[3];
-  const void* act_x[3] = {x, nullptr, nullptr};
-  size_t act_stride[3] = {static_cast<size_t>(cols) * sizeof(float), 0, 0};
+  thread_local std::vector<unsigned char> act[4];
+  const void* act_x[4] = {x, nullptr, nullptr, nullptr};
+  size_t act_stride[4] = {static_cast<size_t>(cols) * sizeof(float), 0, 0, 0};
   MatmulTask tasks[kMax];
   // Output rows of all the weights as one range, each weight starting at a multiple of 16, so
   // that a weight's chunks split its rows exactly as a call of its own would.
@@ -115,15 +134,21 @@ void matmul_multi(ThreadPool& pool, std::span<const WeightView> ws, const float*
     const ActKind kind = activation_kind(w.type);
     const int k = static_cast<int>(kind);
     if (!act_x[k] && cols > 0) {
-      const size_t stride = activation_row_bytes(kind, cols);
+      const size_t stride = activation_stride(kind, cols, m);
       if (act[k].size() < stride * static_cast<size_t>(m)) act[k].resize(stride * static_cast<size_t>(m));
       unsigned char* a = act[k].data();
+      auto convert = [&](int64_t r) {
+        if (kind == ActKind::F16 && m > 1)
+          round_act_f16(x + r * cols, cols, reinterpret_cast<float*>(a + r * stride));
+        else
+          quantize_act(kind, x + r * cols, cols, a + r * stride);
+      };
       if (m >= 16 && pool.size() > 1) {
         pool.parallel_for(m, 1, [&](int64_t i0, int64_t i1) {
-          for (int64_t r = i0; r < i1; ++r) quantize_act(kind, x + r * cols, cols, a + r * stride);
+          for (int64_t r = i0; r < i1; ++r) convert(r);
         });
       } else {
-        for (int64_t r = 0; r < m; ++r) quantize_act(kind, x + r * cols, cols, a + r * stride);
+        for (int64_t r = 0; r < m; ++r) convert(r);
       }
       act_x[k] = a;
       act_stride[k] = stride;

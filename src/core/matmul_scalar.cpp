@@ -25,12 +25,25 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+// Saturates to the F16 range, NaN passing through, in the AVX2 version's order of min / max.
+float clamp_f16(float v) {
+  v = -65504.0f > v ? -65504.0f : v;
+  return 65504.0f < v ? 65504.0f : v;
+}
+
 void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   const int64_t cols = t.w.cols;
   const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
   const size_t stride = t.w.row_stride();
-  thread_local std::vector<float> row;
+  thread_local std::vector<float> row, x_half;
   row.resize(static_cast<size_t>(cols));
+  const void* x = t.x;
+  if (t.w.type == DType::F16 && t.m == 1) {  // halves (see ActKind::F16)
+    x_half.resize(static_cast<size_t>(cols));
+    const uint16_t* h = static_cast<const uint16_t*>(t.x);
+    for (int64_t c = 0; c < cols; ++c) x_half[c] = fp16_to_fp32(h[c]);
+    x = x_half.data();
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const void* src = base + static_cast<size_t>(r) * stride;
     const float* wr = static_cast<const float*>(src);
@@ -39,7 +52,7 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
       wr = row.data();
     }
     for (int64_t i = 0; i < t.m; ++i) {
-      const float* xi = reinterpret_cast<const float*>(static_cast<const unsigned char*>(t.x) + i * t.x_stride);
+      const float* xi = reinterpret_cast<const float*>(static_cast<const unsigned char*>(x) + i * t.x_stride);
       t.y[i * t.w.rows + r] = dot_f32(wr, xi, cols);
     }
   }
@@ -101,7 +114,16 @@ void rows_quant(const MatmulTask& t, int64_t r0, int64_t r1) {
 
 }  // namespace
 
+void round_act_f16_scalar(const float* x, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(fp32_to_fp16(clamp_f16(x[i])));
+}
+
 void quantize_act_scalar(ActKind k, const float* x, int64_t n, void* dst) {
+  if (k == ActKind::F16) {
+    uint16_t* h = static_cast<uint16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(clamp_f16(x[i]));
+    return;
+  }
   const int bs = k == ActKind::Q8 ? 32 : 256;
   for (int64_t b = 0; b < n / bs; ++b) {
     const float* xb = x + b * bs;
@@ -138,7 +160,8 @@ void quantize_act_scalar(ActKind k, const float* x, int64_t n, void* dst) {
 }
 
 void matmul_rows_scalar(const MatmulTask& t, int64_t r0, int64_t r1) {
-  if (activation_kind(t.w.type) == ActKind::Float) return rows_float(t, r0, r1);
+  const ActKind k = activation_kind(t.w.type);
+  if (k == ActKind::Float || k == ActKind::F16) return rows_float(t, r0, r1);
   rows_quant(t, r0, r1);
 }
 

@@ -102,15 +102,17 @@ struct LoadBF16 {
   static float load1(const uint16_t* p) { return bf16_to_fp32(*p); }
 };
 
-// One 8-column step of a tile: acc[i][r] += w[r][c..c+8) * x[i][c..c+8).
-template <class L, int NR, int NX>
-inline void ymm_step(const typename L::T* const* w, const float* const* x, int64_t c, __m256 (&acc)[NX][NR]) {
+// One 8-column step of a tile: acc[i][r] += w[r][c..c+8) * x[i][c..c+8). XL loads the
+// activations: LoadF32, or LoadF16 for the halves of F16 decode (ActKind::F16).
+template <class L, int NR, int NX, class XL = LoadF32>
+inline void ymm_step(const typename L::T* const* w, const typename XL::T* const* x, int64_t c,
+                     __m256 (&acc)[NX][NR]) {
   __m256 wv[NR];
   #pragma GCC unroll 16
   for (int r = 0; r < NR; ++r) wv[r] = L::load8(w[r] + c);
   #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) {
-    const __m256 xv = _mm256_loadu_ps(x[i] + c);
+    const __m256 xv = XL::load8(x[i] + c);
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
   }
@@ -120,8 +122,9 @@ inline void ymm_step(const typename L::T* const* w, const float* const* x, int64
 // float_block_zmm below, on 8-column steps): F16 / BF16 in two chains (even and odd steps,
 // added), F32 in one; then the scalar rest. Decode (1 x 1) runs both chains in one loop; prefill
 // tiles (3 x 4: 12 accumulators of the 16 registers) in two passes per 512-column chunk.
-template <class L, int NR, int NX>
-void float_block(const typename L::T* const* w, const float* const* x, int64_t cols, float* y, int64_t ldy) {
+template <class L, int NR, int NX, class XL = LoadF32>
+void float_block(const typename L::T* const* w, const typename XL::T* const* x, int64_t cols, float* y,
+                 int64_t ldy) {
   constexpr bool kTwoChains = sizeof(typename L::T) == 2;
   const int64_t steps = cols / 8;
   __m256 acc[NX][NR];
@@ -130,7 +133,7 @@ void float_block(const typename L::T* const* w, const float* const* x, int64_t c
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_ps();
   if constexpr (!kTwoChains) {
-    for (int64_t s = 0; s < steps; ++s) ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+    for (int64_t s = 0; s < steps; ++s) ymm_step<L, NR, NX, XL>(w, x, 8 * s, acc);
   } else if constexpr (2 * NR * NX <= 8) {
     __m256 odd[NX][NR];
     #pragma GCC unroll 16
@@ -139,10 +142,10 @@ void float_block(const typename L::T* const* w, const float* const* x, int64_t c
       for (int r = 0; r < NR; ++r) odd[i][r] = _mm256_setzero_ps();
     int64_t s = 0;
     for (; s + 2 <= steps; s += 2) {
-      ymm_step<L, NR, NX>(w, x, 8 * s, acc);
-      ymm_step<L, NR, NX>(w, x, 8 * s + 8, odd);
+      ymm_step<L, NR, NX, XL>(w, x, 8 * s, acc);
+      ymm_step<L, NR, NX, XL>(w, x, 8 * s + 8, odd);
     }
-    if (s < steps) ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+    if (s < steps) ymm_step<L, NR, NX, XL>(w, x, 8 * s, acc);
     #pragma GCC unroll 16
     for (int i = 0; i < NX; ++i)
       #pragma GCC unroll 16
@@ -155,7 +158,7 @@ void float_block(const typename L::T* const* w, const float* const* x, int64_t c
       for (int i = 0; i < NX; ++i)
         #pragma GCC unroll 16
         for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_load_ps(buf[i][r]);
-      for (; s < s1; s += 2) ymm_step<L, NR, NX>(w, x, 8 * s, acc);
+      for (; s < s1; s += 2) ymm_step<L, NR, NX, XL>(w, x, 8 * s, acc);
       #pragma GCC unroll 16
       for (int i = 0; i < NX; ++i)
         #pragma GCC unroll 16
@@ -177,7 +180,7 @@ void float_block(const typename L::T* const* w, const float* const* x, int64_t c
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
       float s = hsum(acc[i][r]);
-      for (int64_t k = c; k < cols; ++k) s += L::load1(w[r] + k) * x[i][k];
+      for (int64_t k = c; k < cols; ++k) s += L::load1(w[r] + k) * XL::load1(x[i] + k);
       y[i * ldy + r] = s;
     }
   }
@@ -251,16 +254,16 @@ struct Zmm<LoadBF16> {
   }
 };
 
-// One 16-column step of a tile: acc[i][r] += w[r][c..c+16) * x[i][c..c+16).
-template <class L, int NR, int NX>
-SLM_AVX512F inline void zmm_step(const typename L::T* const* w, const float* const* x, int64_t c,
+// One 16-column step of a tile: acc[i][r] += w[r][c..c+16) * x[i][c..c+16) (XL as in ymm_step).
+template <class L, int NR, int NX, class XL = LoadF32>
+SLM_AVX512F inline void zmm_step(const typename L::T* const* w, const typename XL::T* const* x, int64_t c,
                                  __m512 (&acc)[NX][NR]) {
   __m512 wv[NR];
   #pragma GCC unroll 16
   for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load16(w[r] + c);
   #pragma GCC unroll 16
   for (int i = 0; i < NX; ++i) {
-    const __m512 xv = _mm512_loadu_ps(x[i] + c);
+    const __m512 xv = Zmm<XL>::load16(x[i] + c);
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
   }
@@ -301,9 +304,9 @@ SLM_AVX512F inline void zmm_load(__m512 (&acc)[NX][NR], const float (&buf)[NX][N
 // pf != 0: also prefetch (into L2), spread over the steps, as many bytes as the block reads,
 // from address pf on (stopping at end): the caller points it at the block it will read two
 // blocks later.
-template <class L, int NR, int NX>
-SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* const* x, int64_t cols, float* y,
-                                 int64_t ldy, uintptr_t pf, uintptr_t end) {
+template <class L, int NR, int NX, class XL = LoadF32>
+SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const typename XL::T* const* x, int64_t cols,
+                                 float* y, int64_t ldy, uintptr_t pf, uintptr_t end) {
   constexpr int kStep = NR * 16 * static_cast<int>(sizeof(typename L::T));  // weight bytes per step
   const bool prefetch = pf != 0;
   auto fetch_step = [&] {  // a step's worth of bytes, so a whole block over the block's steps
@@ -323,7 +326,7 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
   if constexpr (!kTwoChains) {
     for (int64_t s = 0; s < steps; ++s) {
       fetch_step();
-      zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+      zmm_step<L, NR, NX, XL>(w, x, 16 * s, acc);
     }
   } else if constexpr (2 * NR * NX <= 16) {
     __m512 odd[NX][NR];
@@ -331,13 +334,13 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
     int64_t s = 0;
     for (; s + 2 <= steps; s += 2) {
       fetch_step();
-      zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+      zmm_step<L, NR, NX, XL>(w, x, 16 * s, acc);
       fetch_step();
-      zmm_step<L, NR, NX>(w, x, 16 * s + 16, odd);
+      zmm_step<L, NR, NX, XL>(w, x, 16 * s + 16, odd);
     }
     if (s < steps) {
       fetch_step();
-      zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+      zmm_step<L, NR, NX, XL>(w, x, 16 * s, acc);
     }
     #pragma GCC unroll 16
     for (int i = 0; i < NX; ++i)
@@ -360,13 +363,13 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
       zmm_load<NR, NX>(acc, even);
       for (int64_t s = s0; s < s1; s += 2) {
         fetch_step();
-        zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+        zmm_step<L, NR, NX, XL>(w, x, 16 * s, acc);
       }
       zmm_store<NR, NX>(even, acc);
       zmm_load<NR, NX>(acc, odd);
       for (int64_t s = s0 + 1; s < s1; s += 2) {
         fetch_step();
-        zmm_step<L, NR, NX>(w, x, 16 * s, acc);
+        zmm_step<L, NR, NX, XL>(w, x, 16 * s, acc);
       }
       zmm_store<NR, NX>(odd, acc);
     }
@@ -383,7 +386,7 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
     for (int r = 0; r < NR; ++r) wv[r] = Zmm<L>::load8z(w[r] + c);
     #pragma GCC unroll 16
     for (int i = 0; i < NX; ++i) {
-      const __m512 xv = _mm512_maskz_loadu_ps(0xff, x[i] + c);
+      const __m512 xv = Zmm<XL>::load8z(x[i] + c);
       #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(wv[r], xv, acc[i][r]);
     }
@@ -407,7 +410,7 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const float* con
     }
     #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
-      for (int64_t k = c; k < cols; ++k) s[r] += L::load1(w[r] + k) * x[i][k];
+      for (int64_t k = c; k < cols; ++k) s[r] += L::load1(w[r] + k) * XL::load1(x[i] + k);
       y[i * ldy + r] = s[r];
     }
   }
@@ -451,12 +454,13 @@ ZmmBlockFn<L> float_block_zmm_fn(int nr, int nx) {
 // F16 / BF16 rows take float_block_zmm's two chains (even and odd steps); with one, rows
 // overlapped in the out-of-order window only while they were short, and matmul_bench decode
 // (m1, 1 thread) was 28 GB/s of F16 weights on [4864 x 896] and [896 x 4864], now 47-50.
-template <class L>
-SLM_AVX512F void float_decode_seq(const typename L::T* w, const float* x, int64_t cols, int64_t nrows, float* y) {
-  const float* xr[1] = {x};
+template <class L, class XL>
+SLM_AVX512F void float_decode_seq(const typename L::T* w, const typename XL::T* x, int64_t cols, int64_t nrows,
+                                  float* y) {
+  const typename XL::T* xr[1] = {x};
   for (int64_t r = 0; r < nrows; ++r) {
     const typename L::T* wr[1] = {w + r * cols};
-    float_block_zmm<L, 1, 1>(wr, xr, cols, y + r, 1, 0, 0);
+    float_block_zmm<L, 1, 1, XL>(wr, xr, cols, y + r, 1, 0, 0);
   }
 }
 
@@ -467,6 +471,7 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   const T* base = static_cast<const T*>(t.w.data);
   const float* x = static_cast<const float*>(t.x);
   if (m == 1) {
+    const uint16_t* x_half = static_cast<const uint16_t*>(t.x);  // F16 weights (ActKind::F16)
     // Every decode kernel gives a row the sum, bit for bit, that the prefill kernels give it (the
     // same accumulation and reduction order), so that a product of several rows (speculative
     // verification, batched decoding) equals the rows' own decode steps.
@@ -477,10 +482,15 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
       // prefill tiles' sums; 4 interleaved rows with one accumulator each were 1.3-2x slower.
       // Two chains for F16 (SLM_NO_AVX512=1 matmul_bench m1, GFLOP/s): [4864 x 896] 21 -> 37,
       // [896 x 4864] 14 -> 27, [32000 x 768] 21 -> 35; prefill (m128) level to -7%.
-      const float* xr[1] = {x};
       for (int64_t r = r0; r < r1; ++r) {
         const T* wr[1] = {base + r * cols};
-        float_block<L, 1, 1>(wr, xr, cols, t.y + r, 1);
+        if constexpr (std::is_same_v<L, LoadF16>) {
+          const uint16_t* xr[1] = {x_half};
+          float_block<L, 1, 1, LoadF16>(wr, xr, cols, t.y + r, 1);
+        } else {
+          const float* xr[1] = {x};
+          float_block<L, 1, 1>(wr, xr, cols, t.y + r, 1);
+        }
       }
       return;
     }
@@ -502,7 +512,10 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
         }
       }
     }
-    float_decode_seq<L>(base + r * cols, x, cols, r1 - r, t.y + r);
+    if constexpr (std::is_same_v<L, LoadF16>)
+      float_decode_seq<L, LoadF16>(base + r * cols, x_half, cols, r1 - r, t.y + r);
+    else
+      float_decode_seq<L, LoadF32>(base + r * cols, x, cols, r1 - r, t.y + r);
     return;
   }
   // AVX2: 3 weight rows x 4 activation rows; AVX-512F: 4 x 6 (see float_block_zmm).
@@ -1211,7 +1224,30 @@ void rows_quant(const MatmulTask& t, int64_t r0, int64_t r1) {
 
 }  // namespace
 
+namespace {
+// 8 floats saturated to the F16 range (NaN passes: max / min return their second operand then)
+// and rounded to nearest even halves.
+inline __m128i to_f16_8(const float* x) {
+  __m256 v = _mm256_max_ps(_mm256_set1_ps(-65504.0f), _mm256_loadu_ps(x));
+  v = _mm256_min_ps(_mm256_set1_ps(65504.0f), v);
+  return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+}  // namespace
+
+void round_act_f16_avx2(const float* x, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(to_f16_8(x + i)));
+  if (i < n) round_act_f16_scalar(x + i, n - i, dst + i);
+}
+
 void quantize_act_avx2(ActKind k, const float* x, int64_t n, void* dst) {
+  if (k == ActKind::F16) {
+    uint16_t* h = static_cast<uint16_t*>(dst);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i), to_f16_8(x + i));
+    if (i < n) quantize_act_scalar(k, x + i, n - i, h + i);
+    return;
+  }
   const int bs = k == ActKind::Q8 ? 32 : 256;
   __m256i v[4];
   for (int64_t b = 0; b < n / bs; ++b) {
