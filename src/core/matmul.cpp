@@ -3,6 +3,7 @@
 #include "core/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <span>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/fp16.h"
 #include "core/quant.h"
 #include "core/matmul_kernels.h"
 
@@ -33,19 +35,6 @@ void quantize_act(ActKind k, const float* x, int64_t n, void* dst) {
   if (use_avx2()) return quantize_act_avx2(k, x, n, dst);
 #endif
   quantize_act_scalar(k, x, n, dst);
-}
-
-void round_act_f16(const float* x, int64_t n, float* dst) {
-#ifdef SLM_HAVE_AVX2_KERNELS
-  if (use_avx2()) return round_act_f16_avx2(x, n, dst);
-#endif
-  round_act_f16_scalar(x, n, dst);
-}
-
-// Bytes per activation row as the kernels read it: ActKind::F16 is halves only for decode.
-size_t activation_stride(ActKind k, int64_t cols, int64_t m) {
-  if (k == ActKind::F16 && m > 1) return static_cast<size_t>(cols) * sizeof(float);
-  return activation_row_bytes(k, cols);
 }
 
 std::atomic<bool>& interleaved_flag() {
@@ -90,12 +79,13 @@ void activation_roundtrip(DType t, const float* x, int64_t n, float* out) {
     std::copy(x, x + n, out);
     return;
   }
-  if (k == ActKind::F16) {
-    round_act_f16_scalar(x, n, out);
-    return;
-  }
   std::vector<unsigned char> buf(activation_row_bytes(k, n));
   quantize_act_scalar(k, x, n, buf.data());
+  if (k == ActKind::F16) {
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(buf.data());
+    for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]);
+    return;
+  }
   if (k == ActKind::Q8) {
     const ActQ8* b = reinterpret_cast<const ActQ8*>(buf.data());
     for (int64_t i = 0; i < n; ++i) out[i] = b[i / 32].d * static_cast<float>(b[i / 32].qs[i % 32]);
@@ -122,7 +112,7 @@ void matmul_multi(ThreadPool& pool, std::span<const WeightView> ws, const float*
   const int64_t cols = ws[0].cols;
   // The input in each activation form the weights need, quantized once per call on scratch of
   // the calling thread, reused across calls (decode makes hundreds per token).
-  thread_local std::vector<unsigned char> act[4];
+  thread_local std::array<std::vector<unsigned char>, 4> act;
   const void* act_x[4] = {x, nullptr, nullptr, nullptr};
   size_t act_stride[4] = {static_cast<size_t>(cols) * sizeof(float), 0, 0, 0};
   MatmulTask tasks[kMax];
@@ -134,21 +124,15 @@ void matmul_multi(ThreadPool& pool, std::span<const WeightView> ws, const float*
     const ActKind kind = activation_kind(w.type);
     const int k = static_cast<int>(kind);
     if (!act_x[k] && cols > 0) {
-      const size_t stride = activation_stride(kind, cols, m);
+      const size_t stride = activation_row_bytes(kind, cols);
       if (act[k].size() < stride * static_cast<size_t>(m)) act[k].resize(stride * static_cast<size_t>(m));
       unsigned char* a = act[k].data();
-      auto convert = [&](int64_t r) {
-        if (kind == ActKind::F16 && m > 1)
-          round_act_f16(x + r * cols, cols, reinterpret_cast<float*>(a + r * stride));
-        else
-          quantize_act(kind, x + r * cols, cols, a + r * stride);
-      };
       if (m >= 16 && pool.size() > 1) {
         pool.parallel_for(m, 1, [&](int64_t i0, int64_t i1) {
-          for (int64_t r = i0; r < i1; ++r) convert(r);
+          for (int64_t r = i0; r < i1; ++r) quantize_act(kind, x + r * cols, cols, a + r * stride);
         });
       } else {
-        for (int64_t r = 0; r < m; ++r) convert(r);
+        for (int64_t r = 0; r < m; ++r) quantize_act(kind, x + r * cols, cols, a + r * stride);
       }
       act_x[k] = a;
       act_stride[k] = stride;

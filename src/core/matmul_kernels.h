@@ -3,12 +3,10 @@
 // are integer dot products:
 //   legacy quants (Q4_0 .. Q8_0): ActQ8 blocks of 32 values, one float scale each;
 //   K-quants (Q4_K, Q5_K, Q6_K):  ActQ8K super-blocks of 256, one float scale and sums per 16.
-// F16 weights take the activations rounded to F16 (as llama.cpp does): decode (m = 1) reads them
-// as halves, so each weight row is streamed beside half as many activation bytes (a plain loop
-// over q500m's F16 matrices, 1 thread: 25.9 -> 27.7 GB/s); prefill (m > 1) as floats of the same
-// values, since its tiles load every activation vector for several weight rows and converting
-// it each time would cost more than the loads. The values are equal, so a decoded row still
-// equals the batched one bit for bit. F32 and BF16 weights take the float activations as they are.
+// F16 weights take the activations rounded to F16, as halves (as llama.cpp does): half the bytes
+// to stream beside the weights (decode, a plain loop over q500m's F16 matrices at 1 thread: 25.9 ->
+// 27.7 GB/s; prefill of [896 x 4864] with 128 rows, whose 2.5 MB of float activations exceed L2:
+// 102 -> 131 GFLOP/s). F32 and BF16 weights take the float activations as they are.
 // Every kernel has a portable version (core/matmul_scalar.cpp) and an AVX2/FMA/F16C version
 // (core/avx2/matmul_avx2.cpp, which also holds AVX-512 VNNI variants chosen at run time by
 // use_avx512_vnni()); all quantize activations to the same bytes, so they differ only by float
@@ -47,9 +45,6 @@ size_t activation_row_bytes(ActKind k, int64_t cols);
 // +-65504 (llama.cpp's conversion makes them infinite), NaN stays NaN.
 void quantize_act_scalar(ActKind k, const float* x, int64_t n, void* dst);
 void quantize_act_avx2(ActKind k, const float* x, int64_t n, void* dst);
-// The same F16 values as floats (the prefill form of ActKind::F16).
-void round_act_f16_scalar(const float* x, int64_t n, float* dst);
-void round_act_f16_avx2(const float* x, int64_t n, float* dst);
 
 // The values quantized activations stand for (d * q), for tests: what the integer kernels
 // effectively multiply the weights with. For ActKind::Float a copy; F16: rounded to F16.
@@ -59,7 +54,7 @@ void activation_roundtrip(DType weight_type, const float* x, int64_t n, float* o
 struct MatmulTask {
   WeightView w;
   // [m] activation rows, x_stride bytes apart, in the form activation_kind(w.type) names:
-  // float [cols], act blocks, or for F16 weights halves [cols] if m == 1, floats [cols] if m > 1.
+  // float [cols], halves [cols] (F16 weights) or act blocks.
   const void* x = nullptr;
   size_t x_stride = 0;
   int64_t m = 0;

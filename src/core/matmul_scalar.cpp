@@ -38,11 +38,15 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   thread_local std::vector<float> row, x_half;
   row.resize(static_cast<size_t>(cols));
   const void* x = t.x;
-  if (t.w.type == DType::F16 && t.m == 1) {  // halves (see ActKind::F16)
-    x_half.resize(static_cast<size_t>(cols));
-    const uint16_t* h = static_cast<const uint16_t*>(t.x);
-    for (int64_t c = 0; c < cols; ++c) x_half[c] = fp16_to_fp32(h[c]);
+  size_t x_stride = t.x_stride;
+  if (t.w.type == DType::F16) {  // halves (see ActKind::F16)
+    x_half.resize(static_cast<size_t>(t.m * cols));
+    for (int64_t i = 0; i < t.m; ++i) {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(static_cast<const unsigned char*>(t.x) + i * t.x_stride);
+      for (int64_t c = 0; c < cols; ++c) x_half[i * cols + c] = fp16_to_fp32(h[c]);
+    }
     x = x_half.data();
+    x_stride = static_cast<size_t>(cols) * sizeof(float);
   }
   for (int64_t r = r0; r < r1; ++r) {
     const void* src = base + static_cast<size_t>(r) * stride;
@@ -52,7 +56,7 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
       wr = row.data();
     }
     for (int64_t i = 0; i < t.m; ++i) {
-      const float* xi = reinterpret_cast<const float*>(static_cast<const unsigned char*>(x) + i * t.x_stride);
+      const float* xi = reinterpret_cast<const float*>(static_cast<const unsigned char*>(x) + i * x_stride);
       t.y[i * t.w.rows + r] = dot_f32(wr, xi, cols);
     }
   }
@@ -113,10 +117,6 @@ void rows_quant(const MatmulTask& t, int64_t r0, int64_t r1) {
 }
 
 }  // namespace
-
-void round_act_f16_scalar(const float* x, int64_t n, float* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(fp32_to_fp16(clamp_f16(x[i])));
-}
 
 void quantize_act_scalar(ActKind k, const float* x, int64_t n, void* dst) {
   if (k == ActKind::F16) {

@@ -186,26 +186,26 @@ void float_block(const typename L::T* const* w, const typename XL::T* const* x, 
   }
 }
 
-template <class L>
-using FloatBlockFn = void (*)(const typename L::T* const*, const float* const*, int64_t, float*, int64_t);
+template <class L, class XL = LoadF32>
+using FloatBlockFn = void (*)(const typename L::T* const*, const typename XL::T* const*, int64_t, float*, int64_t);
 
-template <class L, int NR>
-FloatBlockFn<L> float_block_nx(int nx) {
+template <class L, int NR, class XL = LoadF32>
+FloatBlockFn<L, XL> float_block_nx(int nx) {
   switch (nx) {
-    case 1: return float_block<L, NR, 1>;
-    case 2: return float_block<L, NR, 2>;
-    case 3: return float_block<L, NR, 3>;
-    default: return float_block<L, NR, 4>;
+    case 1: return float_block<L, NR, 1, XL>;
+    case 2: return float_block<L, NR, 2, XL>;
+    case 3: return float_block<L, NR, 3, XL>;
+    default: return float_block<L, NR, 4, XL>;
   }
 }
 
-template <class L>
-FloatBlockFn<L> float_block_fn(int nr, int nx) {
+template <class L, class XL = LoadF32>
+FloatBlockFn<L, XL> float_block_fn(int nr, int nx) {
   switch (nr) {
-    case 1: return float_block_nx<L, 1>(nx);
-    case 2: return float_block_nx<L, 2>(nx);
-    case 3: return float_block_nx<L, 3>(nx);
-    default: return float_block_nx<L, 4>(nx);
+    case 1: return float_block_nx<L, 1, XL>(nx);
+    case 2: return float_block_nx<L, 2, XL>(nx);
+    case 3: return float_block_nx<L, 3, XL>(nx);
+    default: return float_block_nx<L, 4, XL>(nx);
   }
 }
 
@@ -416,29 +416,29 @@ SLM_AVX512F void float_block_zmm(const typename L::T* const* w, const typename X
   }
 }
 
-template <class L>
-using ZmmBlockFn = void (*)(const typename L::T* const*, const float* const*, int64_t, float*, int64_t, uintptr_t,
+template <class L, class XL = LoadF32>
+using ZmmBlockFn = void (*)(const typename L::T* const*, const typename XL::T* const*, int64_t, float*, int64_t, uintptr_t,
                             uintptr_t);
 
-template <class L, int NR>
-ZmmBlockFn<L> float_block_zmm_nx(int nx) {
+template <class L, int NR, class XL = LoadF32>
+ZmmBlockFn<L, XL> float_block_zmm_nx(int nx) {
   switch (nx) {
-    case 1: return float_block_zmm<L, NR, 1>;
-    case 2: return float_block_zmm<L, NR, 2>;
-    case 3: return float_block_zmm<L, NR, 3>;
-    case 4: return float_block_zmm<L, NR, 4>;
-    case 5: return float_block_zmm<L, NR, 5>;
-    default: return float_block_zmm<L, NR, 6>;
+    case 1: return float_block_zmm<L, NR, 1, XL>;
+    case 2: return float_block_zmm<L, NR, 2, XL>;
+    case 3: return float_block_zmm<L, NR, 3, XL>;
+    case 4: return float_block_zmm<L, NR, 4, XL>;
+    case 5: return float_block_zmm<L, NR, 5, XL>;
+    default: return float_block_zmm<L, NR, 6, XL>;
   }
 }
 
-template <class L>
-ZmmBlockFn<L> float_block_zmm_fn(int nr, int nx) {
+template <class L, class XL = LoadF32>
+ZmmBlockFn<L, XL> float_block_zmm_fn(int nr, int nx) {
   switch (nr) {
-    case 1: return float_block_zmm_nx<L, 1>(nx);
-    case 2: return float_block_zmm_nx<L, 2>(nx);
-    case 3: return float_block_zmm_nx<L, 3>(nx);
-    default: return float_block_zmm_nx<L, 4>(nx);
+    case 1: return float_block_zmm_nx<L, 1, XL>(nx);
+    case 2: return float_block_zmm_nx<L, 2, XL>(nx);
+    case 3: return float_block_zmm_nx<L, 3, XL>(nx);
+    default: return float_block_zmm_nx<L, 4, XL>(nx);
   }
 }
 
@@ -470,8 +470,8 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   const int64_t cols = t.w.cols, rows = t.w.rows, m = t.m;
   const T* base = static_cast<const T*>(t.w.data);
   const float* x = static_cast<const float*>(t.x);
+  const uint16_t* x_half = static_cast<const uint16_t*>(t.x);  // F16 weights (ActKind::F16)
   if (m == 1) {
-    const uint16_t* x_half = static_cast<const uint16_t*>(t.x);  // F16 weights (ActKind::F16)
     // Every decode kernel gives a row the sum, bit for bit, that the prefill kernels give it (the
     // same accumulation and reduction order), so that a product of several rows (speculative
     // verification, batched decoding) equals the rows' own decode steps.
@@ -544,16 +544,26 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
     for (int64_t i = 0; i < m; i += gx) {
       const int nx = static_cast<int>(std::min<int64_t>(gx, m - i));
       const float* xr[6];
-      for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * cols;
+      const uint16_t* xh[6];  // F16 weights: the activations as halves
+      for (int k = 0; k < nx; ++k) {
+        xr[k] = x + (i + k) * cols;
+        xh[k] = x_half + (i + k) * cols;
+      }
       for (int64_t r = rt; r < re; r += max_nr) {
         const int nr = static_cast<int>(std::min<int64_t>(max_nr, re - r));
         const T* wr[4];
         for (int k = 0; k < nr; ++k) wr[k] = base + (r + k) * cols;
         if (zmm) {
           const uintptr_t pf = i == 0 && nr == max_nr ? at + static_cast<uintptr_t>(r + 2 * max_nr) * wrow : 0;
-          float_block_zmm_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows, pf, end);
+          if constexpr (std::is_same_v<L, LoadF16>)
+            float_block_zmm_fn<L, LoadF16>(nr, nx)(wr, xh, cols, t.y + i * rows + r, rows, pf, end);
+          else
+            float_block_zmm_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows, pf, end);
         } else {
-          float_block_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
+          if constexpr (std::is_same_v<L, LoadF16>)
+            float_block_fn<L, LoadF16>(nr, nx)(wr, xh, cols, t.y + i * rows + r, rows);
+          else
+            float_block_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
         }
       }
     }
@@ -1233,12 +1243,6 @@ inline __m128i to_f16_8(const float* x) {
   return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 }  // namespace
-
-void round_act_f16_avx2(const float* x, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(to_f16_8(x + i)));
-  if (i < n) round_act_f16_scalar(x + i, n - i, dst + i);
-}
 
 void quantize_act_avx2(ActKind k, const float* x, int64_t n, void* dst) {
   if (k == ActKind::F16) {
