@@ -469,8 +469,10 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
   using T = typename L::T;
   const int64_t cols = t.w.cols, rows = t.w.rows, m = t.m;
   const T* base = static_cast<const T*>(t.w.data);
-  const float* x = static_cast<const float*>(t.x);
-  const uint16_t* x_half = static_cast<const uint16_t*>(t.x);  // F16 weights (ActKind::F16)
+  // The activations: halves for F16 weights (ActKind::F16), floats otherwise.
+  using XL = std::conditional_t<std::is_same_v<L, LoadF16>, LoadF16, LoadF32>;
+  using XT = typename XL::T;
+  const XT* x = static_cast<const XT*>(t.x);
   if (m == 1) {
     // Every decode kernel gives a row the sum, bit for bit, that the prefill kernels give it (the
     // same accumulation and reduction order), so that a product of several rows (speculative
@@ -482,15 +484,10 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
       // prefill tiles' sums; 4 interleaved rows with one accumulator each were 1.3-2x slower.
       // Two chains for F16 (SLM_NO_AVX512=1 matmul_bench m1, GFLOP/s): [4864 x 896] 21 -> 37,
       // [896 x 4864] 14 -> 27, [32000 x 768] 21 -> 35; prefill (m128) level to -7%.
+      const XT* xr[1] = {x};
       for (int64_t r = r0; r < r1; ++r) {
         const T* wr[1] = {base + r * cols};
-        if constexpr (std::is_same_v<L, LoadF16>) {
-          const uint16_t* xr[1] = {x_half};
-          float_block<L, 1, 1, LoadF16>(wr, xr, cols, t.y + r, 1);
-        } else {
-          const float* xr[1] = {x};
-          float_block<L, 1, 1>(wr, xr, cols, t.y + r, 1);
-        }
+        float_block<L, 1, 1, XL>(wr, xr, cols, t.y + r, 1);
       }
       return;
     }
@@ -512,10 +509,7 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
         }
       }
     }
-    if constexpr (std::is_same_v<L, LoadF16>)
-      float_decode_seq<L, LoadF16>(base + r * cols, x_half, cols, r1 - r, t.y + r);
-    else
-      float_decode_seq<L, LoadF32>(base + r * cols, x, cols, r1 - r, t.y + r);
+    float_decode_seq<L, XL>(base + r * cols, x, cols, r1 - r, t.y + r);
     return;
   }
   // AVX2: 3 weight rows x 4 activation rows; AVX-512F: 4 x 6 (see float_block_zmm).
@@ -543,27 +537,17 @@ void rows_float(const MatmulTask& t, int64_t r0, int64_t r1) {
     const int64_t re = std::min(r1, rt + tile);
     for (int64_t i = 0; i < m; i += gx) {
       const int nx = static_cast<int>(std::min<int64_t>(gx, m - i));
-      const float* xr[6];
-      const uint16_t* xh[6];  // F16 weights: the activations as halves
-      for (int k = 0; k < nx; ++k) {
-        xr[k] = x + (i + k) * cols;
-        xh[k] = x_half + (i + k) * cols;
-      }
+      const XT* xr[6];
+      for (int k = 0; k < nx; ++k) xr[k] = x + (i + k) * cols;
       for (int64_t r = rt; r < re; r += max_nr) {
         const int nr = static_cast<int>(std::min<int64_t>(max_nr, re - r));
         const T* wr[4];
         for (int k = 0; k < nr; ++k) wr[k] = base + (r + k) * cols;
         if (zmm) {
           const uintptr_t pf = i == 0 && nr == max_nr ? at + static_cast<uintptr_t>(r + 2 * max_nr) * wrow : 0;
-          if constexpr (std::is_same_v<L, LoadF16>)
-            float_block_zmm_fn<L, LoadF16>(nr, nx)(wr, xh, cols, t.y + i * rows + r, rows, pf, end);
-          else
-            float_block_zmm_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows, pf, end);
+          float_block_zmm_fn<L, XL>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows, pf, end);
         } else {
-          if constexpr (std::is_same_v<L, LoadF16>)
-            float_block_fn<L, LoadF16>(nr, nx)(wr, xh, cols, t.y + i * rows + r, rows);
-          else
-            float_block_fn<L>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
+          float_block_fn<L, XL>(nr, nx)(wr, xr, cols, t.y + i * rows + r, rows);
         }
       }
     }
