@@ -118,6 +118,20 @@ inline void ymm_step(const typename L::T* const* w, const typename XL::T* const*
   }
 }
 
+// Decode of short F32 rows, row after row: fetch (into L1) the row's bytes kDecodeAhead
+// further on, stopping at end (the thread's last row). The hardware prefetcher alone fell behind
+// on s15m's 288-column rows (one cache line in 18 ends a row): a bare loop over its output head
+// (32000 x 288 F32, 1 thread, medians of 30 passes) read 32-36 GB/s without, 41-43 with 8-24 KiB
+// ahead, 39-40 at 64 KiB. Longer F32 rows (the 8-row kernel) and F16 rows gained nothing (F16 on
+// s15m, s110m, q500m level or slower), so only these take it; so did the AVX2 kernel's rows
+// (8-column steps, SLM_NO_AVX512=1: s15m F32 decode 22% slower with it).
+constexpr size_t kDecodeAhead = 12 << 10;
+inline void prefetch_row_ahead(const void* row, size_t row_bytes, uintptr_t end) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(row) + kDecodeAhead;
+  for (size_t k = 0; k < row_bytes && p + k < end; k += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + k), _MM_HINT_T0);
+}
+
 // y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX, in one order whatever the tile (as
 // float_block_zmm below, on 8-column steps): F16 / BF16 in two chains (even and odd steps,
 // added), F32 in one; then the scalar rest. Decode (1 x 1) runs both chains in one loop; prefill
@@ -458,8 +472,11 @@ template <class L, class XL>
 SLM_AVX512F void float_decode_seq(const typename L::T* w, const typename XL::T* x, int64_t cols, int64_t nrows,
                                   float* y) {
   const typename XL::T* xr[1] = {x};
+  const size_t row_bytes = static_cast<size_t>(cols) * sizeof(typename L::T);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(w) + static_cast<size_t>(nrows) * row_bytes;
   for (int64_t r = 0; r < nrows; ++r) {
     const typename L::T* wr[1] = {w + r * cols};
+    if constexpr (std::is_same_v<L, LoadF32>) prefetch_row_ahead(wr[0], row_bytes, end);
     float_block_zmm<L, 1, 1, XL>(wr, xr, cols, y + r, 1, 0, 0);
   }
 }
