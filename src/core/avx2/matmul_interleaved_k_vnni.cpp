@@ -317,10 +317,15 @@ int64_t matmul_rows_interleaved_k_vnni(const MatmulTask& t, int64_t r0, int64_t 
     const auto* x = static_cast<const ActQ8K*>(t.x);
     const int64_t nb = t.w.cols / kQKK;
     const unsigned char* base = static_cast<const unsigned char*>(t.w.data);
-    for (int64_t r = r0; r < end; ++r) {
-      const unsigned char* row = base + static_cast<size_t>(r) * t.w.row_stride();
-      t.y[r] = t.w.type == DType::Q4_K ? decode_row_q4k(reinterpret_cast<const BlockQ4_K*>(row), x, nb)
-                                       : decode_row_q6k(reinterpret_cast<const BlockQ6_K*>(row), x, nb);
+    // Once per call: row_stride() looks the type up (two calls out of line), which took 10% of
+    // s110m Q4_K's decode time when asked per row.
+    const size_t stride = t.w.row_stride();
+    if (t.w.type == DType::Q4_K) {
+      for (int64_t r = r0; r < end; ++r)
+        t.y[r] = decode_row_q4k(reinterpret_cast<const BlockQ4_K*>(base + static_cast<size_t>(r) * stride), x, nb);
+    } else {
+      for (int64_t r = r0; r < end; ++r)
+        t.y[r] = decode_row_q6k(reinterpret_cast<const BlockQ6_K*>(base + static_cast<size_t>(r) * stride), x, nb);
     }
     return end;
   }
