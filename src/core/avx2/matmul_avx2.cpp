@@ -118,20 +118,6 @@ inline void ymm_step(const typename L::T* const* w, const typename XL::T* const*
   }
 }
 
-// Decode of short F32 rows, row after row: fetch (into L1) the row's bytes kDecodeAhead
-// further on, stopping at end (the thread's last row). The hardware prefetcher alone fell behind
-// on s15m's 288-column rows (one cache line in 18 ends a row): a bare loop over its output head
-// (32000 x 288 F32, 1 thread, medians of 30 passes) read 32-36 GB/s without, 41-43 with 8-24 KiB
-// ahead, 39-40 at 64 KiB. Longer F32 rows (the 8-row kernel) and F16 rows gained nothing (F16 on
-// s15m, s110m, q500m level or slower), so only these take it; so did the AVX2 kernel's rows
-// (8-column steps, SLM_NO_AVX512=1: s15m F32 decode 22% slower with it).
-constexpr size_t kDecodeAhead = 12 << 10;
-inline void prefetch_row_ahead(const void* row, size_t row_bytes, uintptr_t end) {
-  const uintptr_t p = reinterpret_cast<uintptr_t>(row) + kDecodeAhead;
-  for (size_t k = 0; k < row_bytes && p + k < end; k += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(p + k), _MM_HINT_T0);
-}
-
 // y[i * ldy + r] = dot(w[r], x[i]) for r < NR, i < NX, in one order whatever the tile (as
 // float_block_zmm below, on 8-column steps): F16 / BF16 in two chains (even and odd steps,
 // added), F32 in one; then the scalar rest. Decode (1 x 1) runs both chains in one loop; prefill
@@ -457,6 +443,20 @@ ZmmBlockFn<L, XL> float_block_zmm_fn(int nr, int nx) {
 }
 
 #pragma GCC diagnostic pop
+
+// Decode of short F32 rows, row after row: fetch (into L1) the row's bytes kDecodeAhead
+// further on, stopping at end (the thread's last row). The hardware prefetcher alone fell behind
+// on s15m's 288-column rows (one cache line in 18 ends a row): a bare loop over its output head
+// (32000 x 288 F32, 1 thread, medians of 30 passes) read 32-36 GB/s without, 41-43 with 8-24 KiB
+// ahead, 39-40 at 64 KiB. Elsewhere it gained nothing or cost time, so only these rows take it:
+// longer F32 rows (the 8-row kernel, s110m / q500m: level to -10%), F16 rows (s110m 1 thread:
+// -17%), and the AVX2 kernel's rows (8-column steps, SLM_NO_AVX512=1: s15m F32 decode -22%).
+constexpr size_t kDecodeAhead = 12 << 10;
+inline void prefetch_row_ahead(const void* row, size_t row_bytes, uintptr_t end) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(row) + kDecodeAhead;
+  for (size_t k = 0; k < row_bytes && p + k < end; k += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + k), _MM_HINT_T0);
+}
 
 // Decode (m = 1) of F16 / BF16 rows (and short F32 rows) on AVX-512: one row after the other
 // (float_block_zmm with one row and one activation row, so a row's sum is bit for bit the one it
