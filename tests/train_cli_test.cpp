@@ -220,9 +220,23 @@ TEST(TrainCli, ResumeMayExtendTheRunAndChangeBookkeeping) {
   TempDir dir;
   write_text(dir / "c.toml", tiny_config(dir / "run", 10, 5));
   expect_ok(run_slm(train_args(dir / "c.toml")), "10 steps");
+  // Resuming a finished run (what a kill after its "end" line, before the exit, leaves) trains
+  // nothing and logs one end, not two.
+  expect_ok(run_slm(train_args(dir / "c.toml", "--resume")), "resume the finished run");
+  {
+    const TrainLog done = read_log(dir / "run" / "log.jsonl");
+    EXPECT_EQ(done.step_order.size(), 10u);
+    EXPECT_EQ(count_events(done, "resume"), 1);
+    EXPECT_EQ(count_events(done, "end"), 1);
+    ASSERT_FALSE(done.events.empty());
+    EXPECT_EQ(done.events.back(), (std::pair<std::string, int64_t>{"end", 10}));
+  }
   // steps, checkpoint_every, eval_every and threads may change on --resume.
   expect_ok(run_slm(train_args(dir / "c.toml", "--resume --steps 14 --set checkpoint_every=7 -t 2")), "extend");
   const TrainLog log = read_log(dir / "run" / "log.jsonl");
+  EXPECT_EQ(count_events(log, "end"), 1);  // where the run ends now, at 14
+  ASSERT_FALSE(log.events.empty());
+  EXPECT_EQ(log.events.back(), (std::pair<std::string, int64_t>{"end", 14}));
   ASSERT_EQ(log.step_order.size(), 14u);
   for (size_t i = 0; i < log.step_order.size(); ++i) EXPECT_EQ(log.step_order[i], static_cast<int64_t>(i) + 1);
   EXPECT_EQ(open_checkpoint((dir / "run" / "checkpoint.gguf").string()).state.step, 14);

@@ -121,14 +121,16 @@ class Log {
  public:
   Log(const std::string& path, bool resume, int64_t keep_through_step) : path_(path) {
     if (resume && fs::exists(path)) {
-      // Drop what was logged after the checkpoint (those steps will run again) and a line torn
-      // by a kill.
+      // Drop what was logged after the checkpoint (those steps will run again), a line torn
+      // by a kill, and the "end" event: the resumed run writes it again where it ends (a kill
+      // after the end was logged, before the export finished, or a run extended by --steps).
       std::istringstream in(read_file(path));
       std::string kept, line;
       while (std::getline(in, line)) {
         try {
           const auto j = nlohmann::json::parse(line);
           if (j.contains("step") && j["step"].get<int64_t>() > keep_through_step) continue;
+          if (j.value("event", "") == "end") continue;
           kept += line + "\n";
         } catch (const nlohmann::json::exception&) {
         }
