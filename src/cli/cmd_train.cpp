@@ -52,7 +52,8 @@ void register_train(CLI::App& app) {
   cmd->footer(
       "The config is a TOML or JSON file of TrainConfig keys (see README, \"Training\"). Output in out_dir:\n"
       "checkpoint.gguf, log.jsonl (plot it with `slm plot`), model.gguf. Ctrl-C saves a checkpoint and stops;\n"
-      "--resume continues a run exactly where its last checkpoint left it.");
+      "--resume continues a run exactly where its last checkpoint left it; its log.jsonl keeps the lines up to\n"
+      "that checkpoint and one \"end\" event, where the run finally ends (also when --steps extends it).");
   cmd->add_option("-c,--config", f->config, "training config (.toml or .json)")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--resume", f->resume, "continue from out_dir/checkpoint.gguf");
   cmd->add_option("--data", f->data, "override `data`: directory from `slm data prepare`");
